@@ -1,0 +1,38 @@
+# moon — set-up and common jobs. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RUNS ?= runs
+
+.DEFAULT_GOAL := help
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade --quiet pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install moon with its dependencies (pinned by constraints.txt)
+
+demo: $(STAMP) ## run the main job on the embedded default (synthetic world, tiny model, CPU)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh $(RUNS)/demo
+
+test: $(STAMP) ## run the test suite (CPU, no network, a few minutes)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP) ## run the long checks too (quality targets, end-to-end training)
+	$(BIN)/python -m pytest -q -m slow
+
+bench-synth: $(STAMP) ## benchmark `moon synth --products 10000` (target: <= 60 s on 2 cores)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/bench_synth.sh $(RUNS)/bench-synth
+
+clean: ## remove runs/ and caches (keeps .venv)
+	rm -rf $(RUNS) .pytest_cache
+	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
+
+.PHONY: help install demo test test-slow bench-synth clean

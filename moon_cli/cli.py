@@ -1,0 +1,68 @@
+"""The `moon` command group.
+
+Subcommands live in ``stages/<name>.py`` and are imported only when invoked, so ``moon --help`` stays
+fast (no torch, no polars). Each entry below is (module path, one-line help shown in ``moon --help``).
+"""
+
+import os
+import sys
+
+import click
+
+from moon_cli import __version__
+
+# name -> (module:attribute, short help). Register only commands that work.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("stages.synth:synth", "Generate a seeded synthetic e-commerce world (catalogue, images, behaviour, bench)."),
+    "inspect": ("stages.inspect:inspect", "Describe an artifact (rows, columns, manifest) and check it against a contract."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group that imports a subcommand's module only when that subcommand runs."""
+
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module_name, attr = COMMANDS[name][0].split(":")
+        import importlib
+
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx, formatter):
+        # Short help comes from the table above, so listing commands imports nothing.
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="moon")
+def cli():
+    """moon — MOON multimodal product embeddings as composable stages.
+
+    Stages read and write Parquet artifacts (or an Arrow IPC stream when a path is `-`), so they chain
+    in shell scripts and pipes:
+
+        moon synth world/ && moon mine-pairs world/behavior.parquet -o - | ...
+    """
+
+
+def main():
+    """Console entry point: user errors print one line; unexpected ones too, unless MOON_DEBUG=1."""
+    try:
+        cli.main(standalone_mode=True)
+    except SystemExit:
+        raise
+    except Exception as exc:  # noqa: BLE001 - last line of defence against tracebacks
+        if os.environ.get("MOON_DEBUG"):
+            raise
+        click.echo(f"Error: internal error: {type(exc).__name__}: {exc} (set MOON_DEBUG=1 for a traceback)", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

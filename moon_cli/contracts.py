@@ -1,0 +1,181 @@
+"""Every artifact's schema, in one place, and the validator that checks them at stage boundaries.
+
+A contract lists the columns a stage needs (name -> Arrow type). Tables may carry more columns: stages
+pass unknown columns through. ``path_columns`` hold file paths that are stored relative to the
+artifact's own directory on disk (so a world can be moved) and resolved to absolute paths on read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from moon_cli.errors import MoonError
+
+ATTRIBUTE = pa.struct([("name", pa.string()), ("value", pa.string())])
+BBOX = pa.list_(pa.float32(), 4)  # x0, y0, x1, y1 in pixels
+
+EVENTS = ("impression", "click", "cart", "purchase")
+DETECTION_STATUSES = ("ok", "no_detection", "error")
+
+
+@dataclass(frozen=True)
+class Contract:
+    name: str
+    fields: tuple[pa.Field, ...]
+    path_columns: tuple[str, ...] = ()
+    doc: str = ""
+    optional: tuple[pa.Field, ...] = field(default=())
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema(list(self.fields))
+
+    def field(self, name: str) -> pa.Field:
+        for f in self.fields + self.optional:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+
+CATALOG = Contract(
+    "catalog",
+    (
+        pa.field("item_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("category_path", pa.list_(pa.string())),  # root first
+        pa.field("attributes", pa.list_(ATTRIBUTE)),
+        pa.field("image_paths", pa.list_(pa.string())),
+    ),
+    path_columns=("image_paths",),
+    doc="one row per product",
+)
+
+BEHAVIOR = Contract(
+    "behavior",
+    (
+        pa.field("user_id", pa.string()),
+        pa.field("session_id", pa.string()),
+        pa.field("ts", pa.timestamp("us")),
+        pa.field("query_text", pa.string()),  # null: no text query
+        pa.field("query_image", pa.string()),  # null: no image query
+        pa.field("item_id", pa.string()),
+        pa.field("event", pa.string()),  # one of EVENTS
+    ),
+    path_columns=("query_image",),
+    doc="one row per user event",
+)
+
+BOXES = Contract(
+    "boxes",
+    (
+        pa.field("image_path", pa.string(), nullable=False),
+        pa.field("bbox", BBOX),
+    ),
+    path_columns=("image_path",),
+    doc="ground-truth box of the core product, one row per image",
+)
+
+DETECTIONS = Contract(
+    "detections",
+    (
+        pa.field("image_path", pa.string(), nullable=False),
+        pa.field("bbox", BBOX),  # null when no detection / error
+        pa.field("score", pa.float32()),
+        pa.field("crop_path", pa.string()),
+        pa.field("status", pa.string()),  # one of DETECTION_STATUSES
+        pa.field("error", pa.string()),
+    ),
+    path_columns=("image_path", "crop_path"),
+    doc="one row per input image: detected core-product box and its crop",
+)
+
+CONTRACTS = {c.name: c for c in (CATALOG, BEHAVIOR, BOXES, DETECTIONS)}
+
+
+def _castable(actual: pa.DataType, expected: pa.DataType) -> bool:
+    if actual.equals(expected):
+        return True
+    try:
+        pa.array([], type=actual).cast(expected)
+        return True
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return False
+
+
+def check_schema(schema: pa.Schema, contract: Contract, source: str) -> None:
+    """Raise a one-line MoonError naming ``source`` and the first missing or mistyped column."""
+    for f in contract.fields:
+        idx = schema.get_field_index(f.name)
+        if idx < 0:
+            have = ", ".join(schema.names) or "no columns"
+            raise MoonError(
+                f"{source}: missing column '{f.name}' (expected {f.type}) required by the "
+                f"{contract.name} contract; the file has: {have}"
+            )
+        actual = schema.field(idx).type
+        if not _castable(actual, f.type):
+            raise MoonError(
+                f"{source}: column '{f.name}' has type {actual}, expected {f.type} ({contract.name} contract)"
+            )
+
+
+def conform(table: pa.Table, contract: Contract, source: str) -> pa.Table:
+    """Validate ``table`` and cast contract columns to their exact types; other columns pass through."""
+    check_schema(table.schema, contract, source)
+    for f in contract.fields:
+        idx = table.schema.get_field_index(f.name)
+        col = table.column(idx)
+        if not col.type.equals(f.type):
+            try:
+                col = col.cast(f.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise MoonError(f"{source}: column '{f.name}' cannot be read as {f.type}: {exc}") from None
+            table = table.set_column(idx, pa.field(f.name, f.type), col)
+        if not f.nullable and col.null_count:
+            raise MoonError(f"{source}: column '{f.name}' has {col.null_count} null value(s); every row needs one")
+    return table
+
+
+# ------------------------------------------------------------------------------------ bench (moon synth)
+QUERIES = Contract(
+    "queries",
+    (
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("query_text", pa.string()),  # null for image-only queries
+        pa.field("query_image", pa.string()),  # null for text-only queries
+        pa.field("item_id", pa.string()),  # the relevant product in the gallery
+    ),
+    path_columns=("query_image",),
+    doc="retrieval queries (text, image, or both) with their target product",
+)
+
+PRODUCT_QUERIES = Contract(
+    "product_queries",
+    (
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("category_path", pa.list_(pa.string())),
+        pa.field("attributes", pa.list_(ATTRIBUTE)),
+        pa.field("image_paths", pa.list_(pa.string())),
+        pa.field("item_id", pa.string()),  # the same product's listing in the gallery
+    ),
+    path_columns=("image_paths",),
+    doc="product -> product retrieval: another seller's listing of a gallery product",
+)
+
+LABELED_PRODUCTS = Contract(
+    "labeled_products",
+    (
+        pa.field("query_id", pa.string(), nullable=False),
+        pa.field("title", pa.string()),
+        pa.field("category_path", pa.list_(pa.string())),  # label for classification
+        pa.field("attributes", pa.list_(ATTRIBUTE)),  # labels for attribute prediction
+        pa.field("image_paths", pa.list_(pa.string())),
+    ),
+    path_columns=("image_paths",),
+    doc="products with their category / attribute labels (labels are hidden from the model)",
+)
+
+CONTRACTS.update({c.name: c for c in (QUERIES, PRODUCT_QUERIES, LABELED_PRODUCTS)})

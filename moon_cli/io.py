@@ -1,0 +1,291 @@
+"""Artifact I/O shared by every stage: Parquet on disk, an Arrow IPC stream on ``-``.
+
+- Reads validate against a contract and resolve relative path columns against the artifact's directory.
+- Writes are atomic (temporary file in the target directory + rename), refuse to replace an existing
+  output unless asked, store path columns relative to the output's directory when the file lies
+  beneath it, and carry a manifest (stage, version, parameters, seed, input fingerprints) in the
+  schema's key-value metadata.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from moon_cli import __version__
+from moon_cli.contracts import Contract, check_schema, conform
+from moon_cli.errors import MoonError
+
+STDIO = "-"
+MANIFEST_KEY = b"moon.manifest"
+
+
+def is_stdio(path) -> bool:
+    return str(path) == STDIO
+
+
+# --------------------------------------------------------------------------------------------- manifest
+def fingerprint(path: str | os.PathLike) -> str:
+    """A content fingerprint: sha256 of the whole file up to 64 MiB, else of size + head + tail."""
+    if is_stdio(path):
+        return "stdin"
+    p = Path(path)
+    if p.is_dir():
+        return "dir:" + hashlib.sha256(
+            "\n".join(f"{q.relative_to(p)}:{q.stat().st_size}" for q in sorted(p.rglob("*")) if q.is_file()).encode()
+        ).hexdigest()[:16]
+    size = p.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(p, "rb") as f:
+        if size <= 64 << 20:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        else:
+            h.update(f.read(8 << 20))
+            f.seek(-(8 << 20), os.SEEK_END)
+            h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+def make_manifest(stage: str, params: dict | None = None, seed: int | None = None, inputs=()) -> dict:
+    """The provenance record stored in every artifact this project writes (no timestamps: reproducible)."""
+    return {
+        "stage": stage,
+        "version": __version__,
+        "params": params or {},
+        "seed": seed,
+        "inputs": [{"path": str(p), "fingerprint": fingerprint(p)} for p in inputs],
+    }
+
+
+def read_manifest(schema: pa.Schema) -> dict:
+    meta = schema.metadata or {}
+    raw = meta.get(MANIFEST_KEY)
+    return json.loads(raw) if raw else {}
+
+
+# --------------------------------------------------------------------------------------------- paths
+def _map_string_column(col: pa.ChunkedArray | pa.Array, fn) -> pa.Array:
+    """Apply a Python function to each distinct non-null string of a string or list<string> column."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type):
+        offsets = pc.subtract(arr.offsets, arr.offsets[0])
+        values = _map_string_column(arr.flatten(), fn)
+        return type(arr).from_arrays(offsets, values, mask=arr.is_null() if arr.null_count else None)
+    if len(arr) == 0:
+        return arr
+    encoded = pc.dictionary_encode(arr)
+    mapped = pa.array([None if v is None else fn(v) for v in encoded.dictionary.to_pylist()], pa.string())
+    return mapped.take(encoded.indices)
+
+
+def resolve_paths(table: pa.Table, columns, base_dir: Path) -> pa.Table:
+    """Make relative paths in ``columns`` absolute, relative to ``base_dir``."""
+    base = str(Path(base_dir).resolve())
+
+    def absolute(p: str) -> str:
+        return p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
+
+    for name in columns:
+        if name in table.column_names:
+            idx = table.schema.get_field_index(name)
+            table = table.set_column(idx, table.schema.field(idx), _map_string_column(table.column(idx), absolute))
+    return table
+
+
+def relativize_paths(table: pa.Table, columns, out_dir: Path) -> pa.Table:
+    """Store paths that lie beneath ``out_dir`` relative to it, so the directory can move as a whole."""
+    root = str(Path(out_dir).resolve())
+
+    def relative(p: str) -> str:
+        if os.path.isabs(p) and (p == root or p.startswith(root + os.sep)):
+            return os.path.relpath(p, root)
+        return p
+
+    for name in columns:
+        if name in table.column_names:
+            idx = table.schema.get_field_index(name)
+            table = table.set_column(idx, table.schema.field(idx), _map_string_column(table.column(idx), relative))
+    return table
+
+
+# --------------------------------------------------------------------------------------------- reading
+@dataclass
+class Artifact:
+    table: pa.Table
+    source: str
+    base_dir: Path
+    manifest: dict = field(default_factory=dict)
+
+
+def _read_stdin_table(source: str) -> pa.Table:
+    stream = sys.stdin.buffer
+    if stream.isatty():
+        raise MoonError("input '-' is a terminal: pipe an Arrow stream or Parquet file into it, or give a file path")
+    if not hasattr(stream, "peek"):  # e.g. an in-memory stream under a test runner
+        stream = io.BufferedReader(stream)
+    try:
+        if stream.peek(4)[:4] == b"PAR1":  # a Parquet file piped in: it needs seeking, so buffer it
+            return pq.read_table(io.BytesIO(stream.read()))
+        return pa.ipc.open_stream(stream).read_all()
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise MoonError(f"{source}: stdin is not an Arrow IPC stream or Parquet file ({exc})") from None
+
+
+def read_table(path, contract: Contract | None = None, columns=None) -> Artifact:
+    """Read an artifact from a Parquet file (or ``-``), validate it and resolve its path columns."""
+    source = "<stdin>" if is_stdio(path) else str(path)
+    if is_stdio(path):
+        table = _read_stdin_table(source)
+        base_dir = Path.cwd()
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise MoonError(f"{source}: no such file")
+        if p.is_dir():
+            raise MoonError(f"{source}: is a directory, expected a Parquet file")
+        try:
+            if contract is not None:
+                check_schema(pq.read_schema(p), contract, source)
+            table = pq.read_table(p, columns=columns)
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise MoonError(f"{source}: not a readable Parquet file ({exc})") from None
+        base_dir = p.resolve().parent
+    manifest = read_manifest(table.schema)
+    if contract is not None:
+        table = conform(table, contract, source)
+        table = resolve_paths(table, contract.path_columns, base_dir)
+    return Artifact(table=table, source=source, base_dir=base_dir, manifest=manifest)
+
+
+# --------------------------------------------------------------------------------------------- writing
+def ensure_new_output(path, overwrite: bool) -> None:
+    """Refuse to replace an existing output unless ``overwrite``; never touch it here."""
+    if is_stdio(path):
+        return
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise MoonError(f"{p}: already exists; pass --overwrite to replace it (or choose another output)")
+
+
+@contextlib.contextmanager
+def atomic_file(path) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it over ``path`` only if the block succeeds."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_dir(path, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary directory beside ``path``; it replaces ``path`` only when the block succeeds.
+
+    An existing non-empty ``path`` is refused without ``overwrite`` (and left untouched).
+    """
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise MoonError(f"{target}: exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise MoonError(f"{target}: directory is not empty; pass --overwrite to replace it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        yield tmp
+        if target.exists():
+            trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
+            os.replace(target, trash / "old")
+            os.replace(tmp, target)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _with_manifest(schema: pa.Schema, manifest: dict | None) -> pa.Schema:
+    if manifest is None:
+        return schema
+    meta = dict(schema.metadata or {})
+    meta[MANIFEST_KEY] = json.dumps(manifest, sort_keys=True).encode()
+    return schema.with_metadata(meta)
+
+
+class TableWriter:
+    """Write record batches incrementally to Parquet (atomically) or to stdout as an Arrow IPC stream.
+
+    Use as a context manager; on an exception the partial file is discarded and nothing is replaced.
+    """
+
+    def __init__(self, path, schema: pa.Schema, *, contract: Contract | None = None, manifest: dict | None = None,
+                 overwrite: bool = False):
+        self.path = path
+        self.contract = contract
+        self.schema = _with_manifest(schema, manifest)
+        self.rows = 0
+        self._stack = contextlib.ExitStack()
+        if is_stdio(path):
+            if sys.stdout.isatty():
+                raise MoonError("refusing to write a binary Arrow stream to a terminal: pipe it or give -o FILE")
+            self.out_dir = Path.cwd()
+            self._writer = pa.ipc.new_stream(sys.stdout.buffer, self.schema)
+            self._relative = False
+        else:
+            ensure_new_output(path, overwrite)
+            self.out_dir = Path(path).resolve().parent
+            tmp = self._stack.enter_context(atomic_file(path))
+            self._writer = pq.ParquetWriter(tmp, self.schema)
+            self._relative = True
+
+    def write(self, data: pa.Table | pa.RecordBatch) -> None:
+        table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+        if self.contract is not None and self._relative:
+            table = relativize_paths(table, self.contract.path_columns, self.out_dir)
+        table = table.cast(self.schema)  # keeps column order and types stable across batches
+        self._writer.write_table(table) if self._relative else self._writer.write(table)
+        self.rows += table.num_rows
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self._writer.close()
+        finally:
+            if exc_type is None:
+                self._stack.close()
+            else:
+                self._stack.__exit__(exc_type, exc, tb)
+        if self._relative is False:
+            sys.stdout.buffer.flush()
+        return False
+
+
+def write_table(table: pa.Table, path, *, contract: Contract | None = None, manifest: dict | None = None,
+                overwrite: bool = False) -> int:
+    """Validate ``table`` against ``contract`` and write it atomically to ``path`` (or stdout for ``-``)."""
+    if contract is not None:
+        table = conform(table, contract, str(path))
+    with TableWriter(path, table.schema, contract=contract, manifest=manifest, overwrite=overwrite) as w:
+        w.write(table)
+    return w.rows

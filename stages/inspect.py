@@ -1,0 +1,45 @@
+"""`moon inspect`: what an artifact holds — rows, columns, manifest — and whether it meets a contract."""
+
+import json
+
+import click
+
+
+@click.command()
+@click.argument("path")
+@click.option("--contract", "contract_name", default=None,
+              help="Validate against this contract (catalog, behavior, boxes, detections, queries, ...).")
+@click.option("--head", type=click.IntRange(min=0), default=0, show_default=True, help="Also print the first N rows.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+def inspect(path: str, contract_name, head: int, as_json: bool):
+    """Describe the artifact at PATH (a Parquet file, or - for an Arrow stream on stdin)."""
+    from moon_cli.contracts import CONTRACTS
+    from moon_cli.errors import MoonError
+    from moon_cli.io import read_table
+
+    contract = None
+    if contract_name is not None:
+        if contract_name not in CONTRACTS:
+            raise MoonError(f"unknown contract '{contract_name}'; known: {', '.join(sorted(CONTRACTS))}")
+        contract = CONTRACTS[contract_name]
+    art = read_table(path, contract)
+    info = {
+        "source": art.source,
+        "rows": art.table.num_rows,
+        "columns": {f.name: str(f.type) for f in art.table.schema},
+        "manifest": art.manifest,
+    }
+    if contract is not None:
+        info["contract"] = contract.name
+    if head:
+        info["head"] = art.table.slice(0, head).to_pylist()
+    if as_json:
+        click.echo(json.dumps(info, default=str))
+        return
+    click.echo(f"{info['source']}: {info['rows']} rows" + (f", meets the {contract.name} contract" if contract else ""))
+    for name, typ in info["columns"].items():
+        click.echo(f"  {name}: {typ}")
+    if art.manifest:
+        click.echo("manifest: " + json.dumps(art.manifest, sort_keys=True))
+    for row in info.get("head", []):
+        click.echo(json.dumps(row, default=str))

@@ -1,0 +1,45 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from moon_cli.cli import cli
+
+# Keep tests deterministic and polite on 2 cores; never reach for a hub.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_moon(*args, input=None):
+    """Invoke the CLI in-process through click's test runner."""
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+
+
+def moon_subprocess(args: str, **kw) -> subprocess.CompletedProcess:
+    """Run a shell command line with this interpreter's `moon` on PATH (real pipes)."""
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    return subprocess.run(args, shell=True, capture_output=True, env=env, **kw)
+
+
+@pytest.fixture(scope="session")
+def world_template(tmp_path_factory) -> Path:
+    """A small synthetic world shared (read-only) by the tests."""
+    out = tmp_path_factory.mktemp("world") / "w"
+    result = run_moon("synth", out, "--products", 120, "--seed", 3, "--quiet")
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture
+def world(world_template, tmp_path) -> Path:
+    """A private copy of the small world that a test may modify."""
+    dst = tmp_path / "world"
+    shutil.copytree(world_template, dst)
+    return dst

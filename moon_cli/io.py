@@ -107,11 +107,15 @@ def resolve_paths(table: pa.Table, columns, base_dir: Path) -> pa.Table:
 
 
 def relativize_paths(table: pa.Table, columns, out_dir: Path) -> pa.Table:
-    """Store paths that lie beneath ``out_dir`` relative to it, so the directory can move as a whole."""
+    """Store paths that lie beneath ``out_dir`` relative to it, so the directory can move as a whole.
+
+    Paths elsewhere are stored absolute, so the artifact can still find them from another directory.
+    """
     root = str(Path(out_dir).resolve())
 
     def relative(p: str) -> str:
-        if os.path.isabs(p) and (p == root or p.startswith(root + os.sep)):
+        p = os.path.abspath(p)  # in-memory paths are relative to the working directory
+        if p == root or p.startswith(root + os.sep):
             return os.path.relpath(p, root)
         return p
 
@@ -208,6 +212,7 @@ def atomic_dir(path, overwrite: bool = False) -> Iterator[Path]:
     if target.is_dir() and any(target.iterdir()) and not overwrite:
         raise MoonError(f"{target}: directory is not empty; pass --overwrite to replace it")
     target.parent.mkdir(parents=True, exist_ok=True)
+    target = target.resolve()
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:
         yield tmp

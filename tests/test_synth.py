@@ -127,3 +127,10 @@ def test_world_can_be_moved(world, tmp_path):
     cat = read_table(moved / "catalog.parquet", CATALOG).table
     first = cat.column("image_paths").to_pylist()[0][0]
     assert first.startswith(str(moved)) and Path(first).is_file()
+
+
+def test_relative_out_dir_stores_paths_relative_to_the_world(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert run_moon("synth", "runs/w", "--products", 5, "-q").exit_code == 0
+    raw = pq.read_table(tmp_path / "runs" / "w" / "catalog.parquet").column("image_paths").to_pylist()
+    assert all(p.startswith("images/") for paths in raw for p in paths), raw[0]

@@ -1,0 +1,104 @@
+"""Backbones of the Qwen2-VL family: the random-init presets, and any hub id or local path.
+
+Only the base model (vision tower + language model, no LM head) is kept: MOON pools hidden states.
+``trust_remote_code`` is never used.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from moon_cli.errors import MoonError
+
+SUPPORTED_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
+PAPER_BACKBONE = "Qwen/Qwen2.5-VL-3B-Instruct"
+
+
+def _classes(family: str):
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLModel, Qwen2VLConfig,
+                              Qwen2VLForConditionalGeneration, Qwen2VLModel)
+
+    return {
+        "qwen2_vl": (Qwen2VLConfig, Qwen2VLModel, Qwen2VLForConditionalGeneration),
+        "qwen2_5_vl": (Qwen2_5_VLConfig, Qwen2_5_VLModel, Qwen2_5_VLForConditionalGeneration),
+    }[family]
+
+
+# Random-init presets of the real architecture. "tiny": trains on 2 CPU cores in minutes (≈5 M params).
+# "qwen2.5-vl-3b-shape": Qwen2.5-VL-3B's dimensions with random weights, for throughput benchmarks.
+PRESETS = {
+    "tiny": dict(
+        text=dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=4096,
+                  rope_parameters={"rope_type": "default", "mrope_section": [8, 12, 12], "rope_theta": 1e6}),
+        vision=dict(depth=4, hidden_size=192, intermediate_size=384, num_heads=3, out_hidden_size=256,
+                    window_size=112, fullatt_block_indexes=[3]),
+        vocab_size=1024,
+    ),
+    "qwen2.5-vl-3b-shape": dict(
+        text=dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+                  num_key_value_heads=2, max_position_embeddings=128000,
+                  rope_parameters={"rope_type": "default", "mrope_section": [16, 24, 24], "rope_theta": 1e6}),
+        vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=2048,
+                    window_size=112, fullatt_block_indexes=[7, 15, 23, 31]),
+        vocab_size=151936,
+    ),
+}
+
+
+def preset_backbone_config(name: str, tokenizer):
+    """A Qwen2.5-VL config for a random-init preset, wired to ``tokenizer``'s special-token ids."""
+    if name not in PRESETS:
+        raise MoonError(f"unknown preset '{name}'; available presets: {', '.join(PRESETS)} "
+                        f"(or a Qwen2-VL / Qwen2.5-VL hub id or local path, e.g. {PAPER_BACKBONE})")
+    from moon_cli.model.tokenizer import BOS, EOS, IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_START
+
+    p = PRESETS[name]
+    ids = dict(zip(("vs", "ve", "img", "vid", "bos", "eos"),
+                   tokenizer.convert_tokens_to_ids([VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD, BOS, EOS])))
+    config_cls = _classes("qwen2_5_vl")[0]
+    return config_cls(
+        text_config=dict(p["text"], vocab_size=max(p["vocab_size"], len(tokenizer)), bos_token_id=ids["bos"],
+                         eos_token_id=ids["eos"], pad_token_id=tokenizer.pad_token_id),
+        vision_config=dict(p["vision"], patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
+        image_token_id=ids["img"], video_token_id=ids["vid"], vision_start_token_id=ids["vs"],
+        vision_end_token_id=ids["ve"],
+    )
+
+
+def build_from_config(hf_config, attn_implementation: str = "sdpa", dtype: str = "float32"):
+    """A random-init base model (vision + language) from a Qwen2-VL-family config."""
+    family = hf_config.model_type
+    model_cls = _classes(family)[1]
+    hf_config._attn_implementation = attn_implementation
+    model = model_cls(hf_config)
+    return model.to(getattr(torch, dtype))
+
+
+def check_family(hf_config, name: str) -> str:
+    family = getattr(hf_config, "model_type", None)
+    if family not in SUPPORTED_FAMILIES:
+        raise MoonError(f"backbone '{name}' is a '{family}' model; supported: Qwen2-VL / Qwen2.5-VL models "
+                        f"(model types {', '.join(SUPPORTED_FAMILIES)}, e.g. {PAPER_BACKBONE}) or the presets "
+                        f"{', '.join(PRESETS)}")
+    return family
+
+
+def load_hub_config(name: str, revision: str | None = None):
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name, revision=revision)
+    except (OSError, ValueError) as exc:
+        raise MoonError(f"cannot load backbone '{name}': {str(exc).splitlines()[0]} — give a local path, a "
+                        f"reachable hub id, or the preset 'tiny'") from None
+
+
+def load_pretrained(name: str, revision: str | None, attn_implementation: str, dtype: str):
+    """The base model of a Qwen2-VL-family checkpoint (hub id or local path); the LM head is dropped."""
+    hf_config = load_hub_config(name, revision)
+    family = check_family(hf_config, name)
+    full_cls = _classes(family)[2]
+    full = full_cls.from_pretrained(name, revision=revision, dtype=getattr(torch, dtype),
+                                    attn_implementation=attn_implementation)
+    return full.model, family

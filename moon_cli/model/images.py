@@ -1,0 +1,57 @@
+"""Loading product photos safely: every failure becomes a one-line error naming the item and field."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from moon_cli.errors import MoonError
+
+
+class InputError(MoonError):
+    """A product or query that cannot be encoded; callers decide whether to skip the row."""
+
+
+def load_image(source, owner: str, field: str) -> Image.Image:
+    """An RGB image from a path or PIL image; EXIF rotation applied; bombs, truncation, junk refused."""
+    if isinstance(source, Image.Image):
+        img = source
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise InputError(f"{owner}: {field} '{path}' does not exist")
+        try:
+            with warnings.catch_warnings():
+                # PIL only warns between 1x and 2x its pixel limit; a product photo that large is refused
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                img = Image.open(path)
+                img.load()  # decode now: truncated and corrupt files fail here, not later
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            raise InputError(f"{owner}: {field} '{path}' exceeds PIL's pixel limit "
+                             f"({Image.MAX_IMAGE_PIXELS} px): refusing a possible decompression bomb") from None
+        except UnidentifiedImageError:
+            raise InputError(f"{owner}: {field} '{path}' is not a decodable image") from None
+        except (OSError, ValueError, SyntaxError) as exc:
+            raise InputError(f"{owner}: {field} '{path}' cannot be decoded ({exc})") from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the photo
+        pass
+    if img.width < 1 or img.height < 1:
+        raise InputError(f"{owner}: {field} has no pixels")
+    return img.convert("RGB")
+
+
+def crop_box(img: Image.Image, bbox, owner: str) -> Image.Image:
+    """The core-product crop for ``bbox`` (x0, y0, x1, y1 in pixels), clamped to the image."""
+    try:
+        x0, y0, x1, y1 = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        raise InputError(f"{owner}: bbox {bbox!r} is not four numbers x0, y0, x1, y1") from None
+    x0, y0 = max(0.0, x0), max(0.0, y0)
+    x1, y1 = min(float(img.width), x1), min(float(img.height), y1)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return img  # a degenerate box: fall back to the full photo
+    return img.crop((int(x0), int(y0), int(round(x1)), int(round(y1))))

@@ -1,0 +1,249 @@
+"""MoonModel: a Qwen2-VL-family backbone with guided MoE and LoRA that embeds products and queries.
+
+    product / query ──processor──► tokens (+ per-token type) ──backbone──► last hidden states (B, L, H)
+                                   ──mean over real tokens──► L2-normalised embedding (B, H)
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from moon_cli.errors import MoonError
+from moon_cli.model import backbone as bb
+from moon_cli.model.config import MoonConfig
+from moon_cli.model.lora import apply_lora, merge_lora
+from moon_cli.model.moe import GuidedMoE, RoutingContext, install_guided_moe, load_balancing_loss
+from moon_cli.model.processor import Batch, MoonProcessor, Sequence
+
+WEIGHTS = "model.safetensors"
+BACKBONE_CONFIG = "backbone_config.json"
+META = "meta.json"
+
+
+@dataclass
+class MoonOutput:
+    embeddings: torch.Tensor  # (B, D), unit norm
+    balance_loss: torch.Tensor  # () scalar, mean over MoE layers (0 without MoE)
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of hidden (B, L, H) over positions where mask (B, L) is 1 → (B, H). Padding never leaks in."""
+    keep = mask.bool().unsqueeze(-1)  # (B, L, 1)
+    summed = torch.where(keep, hidden, torch.zeros((), dtype=hidden.dtype, device=hidden.device)).sum(1)
+    return summed / keep.sum(1).clamp(min=1).to(hidden.dtype)
+
+
+class MoonModel(nn.Module):
+    def __init__(self, config: MoonConfig, backbone: nn.Module, processor: MoonProcessor):
+        super().__init__()
+        self.config = config
+        self.processor = processor
+        self.routing = RoutingContext()
+        self.moe_layers: list[GuidedMoE] = []
+        if config.moe.enabled:
+            self.moe_layers = install_guided_moe(backbone.language_model, config.moe, self.routing)
+        if config.lora.enabled:
+            backbone = apply_lora(backbone, config.lora)
+        self.backbone = backbone
+        self._set_trainable()
+
+    # --------------------------------------------------------------------------------------- structure
+    @property
+    def base(self) -> nn.Module:
+        """The Qwen2(.5)-VL base model, under any peft wrapper."""
+        b = self.backbone
+        return b.get_base_model() if hasattr(b, "get_base_model") else b
+
+    @property
+    def hf_config(self):
+        return self.base.config
+
+    @property
+    def dim(self) -> int:
+        return self.hf_config.text_config.hidden_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _set_trainable(self) -> None:
+        if not self.config.lora.enabled:
+            for p in self.base.parameters():
+                p.requires_grad = True
+        if self.config.backbone.freeze_vision:
+            for p in self.base.visual.parameters():
+                p.requires_grad = False
+
+    def num_parameters(self, trainable: bool = False) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable)
+
+    # --------------------------------------------------------------------------------------- building
+    @classmethod
+    def from_preset(cls, name: str = "tiny", config: MoonConfig | None = None, seed: int = 0) -> "MoonModel":
+        """A random-init model of the real architecture (deterministic for ``seed``)."""
+        from moon_cli.model.tokenizer import build_tiny_tokenizer
+
+        config = config or MoonConfig()
+        config.backbone.name = name
+        config.backbone.family = "qwen2_5_vl"
+        tokenizer = build_tiny_tokenizer()
+        hf_config = bb.preset_backbone_config(name, tokenizer)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            backbone = bb.build_from_config(hf_config, config.backbone.attn_implementation, config.backbone.dtype)
+            processor = MoonProcessor(tokenizer, MoonProcessor.image_processor_for(config.input, hf_config.vision_config),
+                                      config.input)
+            return cls(config, backbone, processor)
+
+    @classmethod
+    def from_backbone(cls, name: str, config: MoonConfig | None = None, revision: str | None = None) -> "MoonModel":
+        """MOON on a pretrained Qwen2-VL-family backbone (hub id or local path); LoRA on by default."""
+        from transformers import AutoTokenizer
+
+        if config is None:
+            config = MoonConfig()
+            config.lora.enabled = True
+        config.backbone.name, config.backbone.revision = name, revision
+        backbone, family = bb.load_pretrained(name, revision, config.backbone.attn_implementation, config.backbone.dtype)
+        config.backbone.family = family
+        tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
+        processor = MoonProcessor(tokenizer, MoonProcessor.image_processor_for(config.input, backbone.config.vision_config),
+                                  config.input)
+        return cls(config, backbone, processor)
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, config_overrides: dict | None = None) -> "MoonModel":
+        """Load a MOON checkpoint directory, a preset name, or a Qwen2-VL-family hub id / local path."""
+        source = str(source)
+        if source in bb.PRESETS:
+            config = MoonConfig().updated(config_overrides) if config_overrides else None
+            return cls.from_preset(source, config)
+        ckpt = Path(source)
+        if (ckpt / "config.json").is_file() and (ckpt / WEIGHTS).is_file() and _is_moon_config(ckpt / "config.json"):
+            return cls._load_checkpoint(ckpt)
+        if ckpt.exists() and not (ckpt / "config.json").is_file():
+            raise MoonError(f"model '{source}' is neither a MOON checkpoint directory (config.json + {WEIGHTS}) "
+                            f"nor a Hugging Face model directory")
+        if not ckpt.exists() and ("/" not in source or source.startswith((".", "/"))):
+            raise MoonError(f"model '{source}' does not exist: give a checkpoint directory, the preset "
+                            f"{'/'.join(bb.PRESETS)}, or a Qwen2-VL-family hub id such as {bb.PAPER_BACKBONE}")
+        config = MoonConfig()
+        config.lora.enabled = True
+        if config_overrides:
+            config = config.updated(config_overrides)
+        return cls.from_backbone(source, config)
+
+    @classmethod
+    def _load_checkpoint(cls, ckpt: Path) -> "MoonModel":
+        from safetensors.torch import load_file
+        from transformers import AutoConfig
+
+        config = MoonConfig.load(ckpt / "config.json")
+        processor = MoonProcessor.from_pretrained(ckpt, config.input)
+        if config.backbone.name in bb.PRESETS:
+            hf_config = AutoConfig.from_pretrained(str(ckpt / BACKBONE_CONFIG))
+            backbone = bb.build_from_config(hf_config, config.backbone.attn_implementation, config.backbone.dtype)
+        else:
+            backbone, _ = bb.load_pretrained(config.backbone.name, config.backbone.revision,
+                                             config.backbone.attn_implementation, config.backbone.dtype)
+        model = cls(config, backbone, processor)
+        state = load_file(str(ckpt / WEIGHTS))  # safetensors: never unpickles
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected:
+            raise MoonError(f"{ckpt}: weights hold {len(unexpected)} unknown tensor(s), e.g. {unexpected[0]}; "
+                            f"the checkpoint does not match its config.json")
+        if config.backbone.name in bb.PRESETS and missing:
+            raise MoonError(f"{ckpt}: {len(missing)} tensor(s) missing from {WEIGHTS}, e.g. {missing[0]}")
+        return model
+
+    # --------------------------------------------------------------------------------------- saving
+    def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> None:
+        """config.json, model.safetensors, tokenizer + image processor, meta.json (written in place).
+
+        For a preset backbone the full weights are saved (there is no hub copy); for a hub backbone only
+        what training changes (LoRA adapters, MoE experts and routers — every trainable tensor).
+        """
+        from safetensors.torch import save_file
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        full = self.config.backbone.name in bb.PRESETS
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
+                 if full or self._is_trained(k)}
+        save_file(state, str(directory / WEIGHTS), metadata={"format": "pt", "moon": "1"})
+        self.config.save(directory / "config.json")
+        if full:
+            self.hf_config.to_json_file(str(directory / BACKBONE_CONFIG))
+        self.processor.save_pretrained(directory)
+        (directory / META).write_text(json.dumps(meta or {}, indent=2, default=str) + "\n")
+
+    def _is_trained(self, key: str) -> bool:
+        return any(s in key for s in ("lora_", ".router.", ".experts.", "category_expert", "attribute_expert")) or (
+            not self.config.lora.enabled)
+
+    def merge_lora(self) -> None:
+        """Fold LoRA adapters into the weights (faster inference; embeddings unchanged)."""
+        if self.config.lora.enabled:
+            self.backbone = merge_lora(self.backbone)
+            self.config.lora.enabled = False
+
+    # --------------------------------------------------------------------------------------- forward
+    def forward(self, batch: Batch) -> MoonOutput:
+        batch = batch.to(self.device)
+        self.routing.begin(batch.token_types, batch.attention_mask.bool())
+        try:
+            out = self.backbone(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                pixel_values=batch.pixel_values,
+                image_grid_thw=batch.image_grid_thw,
+                mm_token_type_ids=batch.mm_token_type_ids,
+                use_cache=False,
+            )
+            hidden = out.last_hidden_state  # (B, L, H)
+            pooled = mean_pool(hidden, batch.attention_mask)  # (B, H)
+            embeddings = torch.nn.functional.normalize(pooled.float(), dim=-1)  # (B, H)
+            losses = [load_balancing_loss(lg, self.config.moe.top_k) for lg in self.routing.router_logits]
+            balance = torch.stack(losses).mean() if losses else embeddings.new_zeros(())
+        finally:
+            self.routing.end()
+        if hasattr(self.base, "rope_deltas"):
+            self.base.rope_deltas = None  # cached by HF for generation; stale across our batches
+        return MoonOutput(embeddings, balance)
+
+    @torch.no_grad()
+    def embed_sequences(self, seqs: list[Sequence]) -> torch.Tensor:
+        """(N, D) unit-norm embeddings of already-encoded sequences."""
+        was_training = self.training
+        self.eval()
+        try:
+            return self(self.processor.collate(seqs)).embeddings
+        finally:
+            self.train(was_training)
+
+    def _encode(self, items, encode, batch_size: int) -> torch.Tensor:
+        out = []
+        for start in range(0, len(items), batch_size):
+            seqs = [encode(item) for item in items[start:start + batch_size]]
+            out.append(self.embed_sequences(seqs).cpu())
+        return torch.cat(out) if out else torch.zeros((0, self.dim))
+
+    def encode_products(self, products: list[dict], batch_size: int = 16) -> torch.Tensor:
+        """(N, D) embeddings of products: dicts with title, category_path, attributes, images, crops/bboxes."""
+        return self._encode(products, self.processor.encode_product, batch_size)
+
+    def encode_queries(self, queries: list[dict], batch_size: int = 32) -> torch.Tensor:
+        """(N, D) embeddings of queries: dicts with ``text`` and/or ``image``."""
+        return self._encode(queries, self.processor.encode_query, batch_size)
+
+
+def _is_moon_config(path: Path) -> bool:
+    try:
+        return "backbone" in json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False

@@ -4,7 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
-from moon_cli.contracts import CATALOG
+from moon_cli.contracts import BOXES, CATALOG
 from moon_cli.errors import MoonError
 from moon_cli.io import read_table
 from moon_cli.model import GuidedMoE, InputError, MoonConfig, MoonModel, TokenType, load_balancing_loss
@@ -21,7 +21,7 @@ def model():
 def products(world_template):
     rows = read_table(world_template / "catalog.parquet", CATALOG).table.to_pylist()[:8]
     boxes = {}
-    for r in read_table(world_template / "boxes.parquet").table.to_pylist():
+    for r in read_table(world_template / "boxes.parquet", BOXES).table.to_pylist():
         boxes[r["image_path"]] = r["bbox"]
     return [dict(item_id=r["item_id"], title=r["title"], category_path=r["category_path"], attributes=r["attributes"],
                  images=r["image_paths"], bboxes=[boxes[p] for p in r["image_paths"]])

@@ -31,8 +31,12 @@ test-slow: $(STAMP) ## run the long checks too (quality targets, end-to-end trai
 bench-synth: $(STAMP) ## benchmark `moon synth --products 10000` (target: <= 60 s on 2 cores)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/bench_synth.sh $(RUNS)/bench-synth
 
+bench-model: $(STAMP) ## benchmark tiny-model products/s and queries/s vs the matmul roofline
+	@test -d $(RUNS)/demo/world || $(BIN)/moon synth $(RUNS)/demo/world --products 300 --seed 0 --quiet
+	$(BIN)/python benchmarks/bench_model.py $(RUNS)/demo/world
+
 clean: ## remove runs/ and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
-.PHONY: help install demo test test-slow bench-synth clean
+.PHONY: help install demo test test-slow bench-synth bench-model clean

@@ -14,6 +14,7 @@ from moon_cli import __version__
 # name -> (module:attribute, short help). Register only commands that work.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("stages.synth:synth", "Generate a seeded synthetic e-commerce world (catalogue, images, behaviour, bench)."),
+    "mine-pairs": ("stages.mine_pairs:mine_pairs", "Mine search-query -> purchased-item positive pairs from behaviour logs."),
     "inspect": ("stages.inspect:inspect", "Describe an artifact (rows, columns, manifest) and check it against a contract."),
 }
 

@@ -179,3 +179,36 @@ LABELED_PRODUCTS = Contract(
 )
 
 CONTRACTS.update({c.name: c for c in (QUERIES, PRODUCT_QUERIES, LABELED_PRODUCTS)})
+
+
+# ------------------------------------------------------------------------------------ training data
+PAIRS = Contract(
+    "pairs",
+    (
+        pa.field("pair_id", pa.string(), nullable=False),
+        pa.field("query_text", pa.string()),
+        pa.field("query_image", pa.string()),
+        pa.field("query_modality", pa.string()),  # text | image | multimodal
+        pa.field("item_id", pa.string()),
+        pa.field("count", pa.int64()),  # distinct sessions that produced the pair
+        pa.field("first_ts", pa.timestamp("us")),
+        pa.field("split", pa.string()),  # train | test (by time)
+        pa.field("source", pa.string()),  # strongest event behind the pair: purchase | cart | click
+    ),
+    path_columns=("query_image",),
+    doc="one row per distinct (search query, item) positive",
+)
+
+NEGATIVE = pa.struct([("item_id", pa.string()), ("kind", pa.string()), ("score", pa.float32())])
+
+NEGATIVES = Contract(
+    "negatives",
+    (
+        pa.field("pair_id", pa.string(), nullable=False),
+        pa.field("negatives", pa.list_(NEGATIVE)),
+    ),
+    doc="hard negatives per pair (kind: same_leaf | same_parent | embedding | random)",
+)
+
+QUERY_MODALITIES = ("text", "image", "multimodal")
+CONTRACTS.update({c.name: c for c in (PAIRS, NEGATIVES)})

@@ -1,0 +1,1 @@
+"""Data stages as library functions: mining positive pairs and sampling negatives."""

@@ -15,6 +15,7 @@ from moon_cli import __version__
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("stages.synth:synth", "Generate a seeded synthetic e-commerce world (catalogue, images, behaviour, bench)."),
     "mine-pairs": ("stages.mine_pairs:mine_pairs", "Mine search-query -> purchased-item positive pairs from behaviour logs."),
+    "sample-negatives": ("stages.sample_negatives:sample_negatives", "Sample hard negatives per pair (same category, embedding neighbours, random)."),
     "inspect": ("stages.inspect:inspect", "Describe an artifact (rows, columns, manifest) and check it against a contract."),
 }
 

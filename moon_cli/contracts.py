@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401 - pa.compute used by vectors_to_numpy
 
 from moon_cli.errors import MoonError
 
@@ -212,3 +213,34 @@ NEGATIVES = Contract(
 
 QUERY_MODALITIES = ("text", "image", "multimodal")
 CONTRACTS.update({c.name: c for c in (PAIRS, NEGATIVES)})
+
+
+# ------------------------------------------------------------------------------------ embeddings
+EMBEDDINGS = Contract(
+    "embeddings",
+    (
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("vector", pa.list_(pa.float32())),  # stored as fixed_size_list<float32>[D], unit norm
+    ),
+    doc="one vector per product / query; metadata names the model that made them",
+)
+CONTRACTS[EMBEDDINGS.name] = EMBEDDINGS
+
+
+def vectors_to_numpy(column, source: str = "embeddings"):
+    """(N, D) float32 array from a list / fixed-size-list column; every row must have the same length."""
+    import numpy as np
+
+    arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if arr.null_count:
+        raise MoonError(f"{source}: column 'vector' has {arr.null_count} null row(s)")
+    n = len(arr)
+    if pa.types.is_fixed_size_list(arr.type):
+        dim = arr.type.list_size
+    else:
+        lengths = pa.compute.list_value_length(arr).to_numpy(zero_copy_only=False)
+        if n and (lengths != lengths[0]).any():
+            raise MoonError(f"{source}: column 'vector' rows have different lengths ({lengths.min()}..{lengths.max()})")
+        dim = int(lengths[0]) if n else 0
+    flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return flat.reshape(n, dim)

@@ -14,6 +14,8 @@ from moon_cli import __version__
 # name -> (module:attribute, short help). Register only commands that work.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("stages.synth:synth", "Generate a seeded synthetic e-commerce world (catalogue, images, behaviour, bench)."),
+    "detect-train": ("stages.detect_train:detect_train", "Train the core-product detector (ultralytics YOLO, random init, offline)."),
+    "detect": ("stages.detect:detect", "Detect the core product in images and write its box and crop (one row per image)."),
     "mine-pairs": ("stages.mine_pairs:mine_pairs", "Mine search-query -> purchased-item positive pairs from behaviour logs."),
     "sample-negatives": ("stages.sample_negatives:sample_negatives", "Sample hard negatives per pair (same category, embedding neighbours, random)."),
     "inspect": ("stages.inspect:inspect", "Describe an artifact (rows, columns, manifest) and check it against a contract."),

@@ -1,0 +1,1 @@
+"""Core-product detection with ultralytics YOLO: dataset export, training, streaming prediction."""

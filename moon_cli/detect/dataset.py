@@ -1,0 +1,51 @@
+"""Export a boxes table (image_path, bbox) as an ultralytics YOLO dataset (one class: product)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from PIL import Image
+
+from moon_cli.errors import MoonError
+
+
+def held_out(path: str, val_fraction: float) -> bool:
+    """Deterministic split by a hash of the image path (stable across runs and machines)."""
+    h = int.from_bytes(hashlib.sha256(path.encode()).digest()[:4], "little")
+    return h / 2 ** 32 < val_fraction
+
+
+def write_yolo_dataset(rows: list[dict], out: Path, val_fraction: float = 0.15) -> tuple[Path, dict]:
+    """Symlink images into images/{train,val}, write labels/{train,val}/*.txt and data.yaml."""
+    counts = {"train": 0, "val": 0, "skipped": 0}
+    for split in ("train", "val"):
+        (out / "images" / split).mkdir(parents=True, exist_ok=True)
+        (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+    for n, row in enumerate(rows):
+        path, bbox = row["image_path"], row["bbox"]
+        if bbox is None or not os.path.isfile(path):
+            counts["skipped"] += 1
+            continue
+        w, h = row.get("width"), row.get("height")
+        if not w or not h:
+            with Image.open(path) as img:
+                w, h = img.size
+        x0, y0, x1, y1 = bbox
+        if x1 <= x0 or y1 <= y0:
+            counts["skipped"] += 1
+            continue
+        split = "val" if held_out(path, val_fraction) else "train"
+        stem = f"{n:07d}{Path(path).suffix.lower()}"
+        link = out / "images" / split / stem
+        os.symlink(os.path.abspath(path), link)
+        cx, cy, bw, bh = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
+        (out / "labels" / split / f"{n:07d}.txt").write_text(f"0 {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n")
+        counts[split] += 1
+    if counts["train"] == 0 or counts["val"] == 0:
+        raise MoonError(f"boxes: need images in both splits to train and validate (train {counts['train']}, "
+                        f"val {counts['val']}); give more boxes")
+    data = out / "data.yaml"
+    data.write_text(f"path: {out.resolve()}\ntrain: images/train\nval: images/val\nnames:\n  0: product\n")
+    return data, counts

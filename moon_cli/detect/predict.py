@@ -1,0 +1,103 @@
+"""Streaming core-product detection: images in, one row per image out, crops written to disk.
+
+Memory does not grow with the number of images: inputs are listed lazily and processed in batches.
+Every image gets a row: ``ok`` (box + crop), ``no_detection`` (nothing above --conf: the full image is
+the crop) or ``error`` (the image could not be read; the message says why).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pyarrow as pa
+
+from moon_cli.contracts import DETECTIONS
+from moon_cli.errors import MoonError
+from moon_cli.model.images import InputError, load_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
+
+
+def iter_folder_images(folder: Path) -> Iterator[str]:
+    """Image files under ``folder``, recursively, in a stable order (by suffix; contents are checked later)."""
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        for name in sorted(files):
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                yield os.path.join(root, name)
+
+
+def iter_table_images(table: pa.Table, source: str) -> Iterator[str]:
+    """Image paths from a catalogue (``image_paths``) or any table with an ``image_path`` column."""
+    if "image_paths" in table.column_names:
+        for paths in table.column("image_paths").to_pylist():
+            yield from paths or []
+    elif "image_path" in table.column_names:
+        yield from (p for p in table.column("image_path").to_pylist() if p)
+    else:
+        raise MoonError(f"{source}: needs an 'image_paths' (catalogue) or 'image_path' column; has "
+                        f"{', '.join(table.column_names)}")
+
+
+def load_detector(weights_dir: Path):
+    from moon_cli.detect.yolo import offline_ultralytics
+
+    weights = Path(weights_dir) / "weights.pt" if Path(weights_dir).is_dir() else Path(weights_dir)
+    if not weights.is_file():
+        raise MoonError(f"--weights {weights_dir}: no detector weights there; train one with `moon detect-train`")
+    summary = weights.parent / "summary.json"
+    imgsz = json.loads(summary.read_text()).get("imgsz", 128) if summary.is_file() else 128
+    return offline_ultralytics()(str(weights)), imgsz
+
+
+def crop_name(image_path: str) -> str:
+    stem = Path(image_path).stem[:40]
+    return f"{stem}-{hashlib.sha1(image_path.encode()).hexdigest()[:10]}.jpg"
+
+
+def detect_batches(paths: Iterable[str], detector, imgsz: int, crops_dir: Path, conf: float,
+                   batch_size: int) -> Iterator[pa.Table]:
+    """Yield one DETECTIONS table per batch of input images."""
+    crops_dir.mkdir(parents=True, exist_ok=True)
+    batch: list[str] = []
+    for path in paths:
+        batch.append(path)
+        if len(batch) == batch_size:
+            yield _detect(batch, detector, imgsz, crops_dir, conf)
+            batch = []
+    if batch:
+        yield _detect(batch, detector, imgsz, crops_dir, conf)
+
+
+def _detect(paths: list[str], detector, imgsz: int, crops_dir: Path, conf: float) -> pa.Table:
+    rows = {f.name: [] for f in DETECTIONS.fields}
+    images, ok_index = [], []
+    results: list[dict] = [dict() for _ in paths]
+    for i, path in enumerate(paths):
+        try:
+            images.append(load_image(path, f"image {path}", "file"))
+            ok_index.append(i)
+        except InputError as exc:
+            results[i] = dict(bbox=None, score=None, crop_path=None, status="error", error=str(exc.message))
+    if images:
+        preds = detector.predict(images, imgsz=imgsz, conf=min(conf, 0.01), device="cpu", verbose=False)
+        for i, img, pred in zip(ok_index, images, preds):
+            boxes = pred.boxes
+            best = int(boxes.conf.argmax()) if len(boxes) else None
+            score = float(boxes.conf[best]) if best is not None else None
+            if best is None or score < conf:
+                results[i] = dict(bbox=None, score=score, crop_path=paths[i], status="no_detection", error=None)
+                continue
+            x0, y0, x1, y1 = (float(v) for v in boxes.xyxy[best].tolist())
+            crop_path = crops_dir / crop_name(paths[i])
+            img.crop((int(x0), int(y0), int(round(x1)), int(round(y1)))).save(crop_path, "JPEG", quality=92)
+            results[i] = dict(bbox=[x0, y0, x1, y1], score=score, crop_path=str(crop_path), status="ok", error=None)
+    for path, res in zip(paths, results):
+        rows["image_path"].append(os.path.abspath(path))
+        for k in ("bbox", "score", "crop_path", "status", "error"):
+            rows[k].append(res[k])
+    return pa.table(rows, schema=DETECTIONS.schema)

@@ -1,0 +1,66 @@
+"""`moon detect`: core-product boxes and crops for a folder of images, a catalogue, or -."""
+
+from pathlib import Path
+
+import click
+
+from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option
+
+
+@click.command()
+@click.argument("input_path", metavar="INPUT")
+@output_option("Detections Parquet file, or - for an Arrow stream on stdout.")
+@click.option("--weights", required=True, help="Detector directory from `moon detect-train` (or a .pt file).")
+@click.option("--crops-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where crops go [default: crops/ beside the output].")
+@click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+              help="Below this confidence the full image is the crop (status no_detection).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@overwrite_option
+@quiet_option
+def detect(input_path, output, weights, crops_dir, conf, batch_size, overwrite, quiet):
+    """Detect the core product in every image of INPUT.
+
+    INPUT is a folder (searched recursively for jpg, png, webp, ...), a catalogue Parquet (its
+    image_paths), a table with an image_path column, or - (such a table on stdin). One row per image:
+    image_path, bbox, score, crop_path, status (ok / no_detection / error), error. Unreadable images
+    get status=error and the run goes on.
+    """
+    import time
+
+    from tqdm import tqdm
+
+    from moon_cli.contracts import DETECTIONS
+    from moon_cli.detect.predict import detect_batches, iter_folder_images, iter_table_images, load_detector
+    from moon_cli.io import TableWriter, ensure_new_output, is_stdio, make_manifest, read_table
+
+    ensure_new_output(output, overwrite)
+    if not is_stdio(input_path) and Path(input_path).is_dir():
+        paths = iter_folder_images(Path(input_path))
+    else:
+        art = read_table(input_path)
+        from moon_cli.io import resolve_paths
+
+        table = resolve_paths(art.table, ("image_paths", "image_path"), art.base_dir)
+        paths = iter_table_images(table, art.source)
+    detector, imgsz = load_detector(Path(weights))
+    crops = crops_dir or (Path.cwd() / "crops" if is_stdio(output) else Path(output).resolve().parent / "crops")
+    manifest = make_manifest("detect", {"conf": conf, "imgsz": imgsz, "weights": str(weights)},
+                             inputs=[input_path] if not Path(input_path).is_dir() else [])
+    counts = {"ok": 0, "no_detection": 0, "error": 0}
+    t0 = time.perf_counter()
+    bar = tqdm(desc="detect", unit="img", disable=quiet, leave=False)
+    with TableWriter(output, DETECTIONS.schema, contract=DETECTIONS, manifest=manifest, overwrite=overwrite) as writer:
+        for table in detect_batches(paths, detector, imgsz, crops, conf, batch_size):
+            writer.write(table)
+            for s in table.column("status").to_pylist():
+                counts[s] += 1
+            bar.update(table.num_rows)
+    bar.close()
+    seconds = time.perf_counter() - t0
+    total = sum(counts.values())
+    echo_summary(f"moon detect: wrote {output}", {
+        "images": f"{total} ({counts['ok']} ok, {counts['no_detection']} no detection, {counts['error']} error)",
+        "crops": str(crops),
+        "time": f"{seconds:.1f} s ({total / seconds if seconds else 0:.0f} images/s)",
+    })

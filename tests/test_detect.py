@@ -1,0 +1,78 @@
+import json
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from moon_cli.contracts import DETECTIONS
+from moon_cli.io import read_table
+
+from conftest import run_moon
+
+
+@pytest.fixture(scope="module")
+def detector(world_template, tmp_path_factory):
+    out = tmp_path_factory.mktemp("det") / "detector"
+    r = run_moon("detect-train", world_template / "boxes.parquet", "-o", out, "--epochs", 1, "--imgsz", 64,
+                 "--max-images", 80, "--batch", 16)
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_detect_train_writes_weights_and_a_summary(detector):
+    summary = json.loads((detector / "summary.json").read_text())
+    assert (detector / "weights.pt").is_file()
+    assert {"map50", "map50_95", "heldout_mean_iou", "heldout_share_iou_ge_0.5"} <= set(summary)
+    assert summary["images"]["train"] > 0 and summary["images"]["val"] > 0
+    assert 0 <= summary["heldout_mean_iou"] <= 1
+
+
+def test_detect_on_a_catalogue_gives_one_row_per_image_and_crops(world, detector, tmp_path):
+    out = tmp_path / "det.parquet"
+    r = run_moon("detect", world / "catalog.parquet", "--weights", detector, "-o", out, "--conf", 0.05, "-q")
+    assert r.exit_code == 0, r.output
+    rows = read_table(out, DETECTIONS).table.to_pylist()
+    n_images = sum(len(p) for p in pq.read_table(world / "catalog.parquet").column("image_paths").to_pylist())
+    assert len(rows) == n_images
+    for row in rows:
+        assert row["status"] in ("ok", "no_detection")
+        if row["status"] == "ok":
+            x0, y0, x1, y1 = row["bbox"]
+            with Image.open(row["crop_path"]) as crop:
+                assert abs(crop.width - (x1 - x0)) <= 2 and abs(crop.height - (y1 - y0)) <= 2
+            assert row["score"] >= 0.05
+        else:
+            assert row["crop_path"] == row["image_path"] and row["bbox"] is None
+
+
+def test_broken_images_are_reported_per_row_and_the_rest_processed(world, detector, tmp_path, monkeypatch):
+    folder = tmp_path / "imgs"
+    (folder / "nested").mkdir(parents=True)
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(folder / "good.jpg")
+    Image.new("L", (64, 64), 128).save(folder / "nested" / "gray.png")
+    good = (folder / "good.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "corrupt.webp").write_bytes(b"RIFF\x00\x00\x00\x00WEBPjunkjunk")
+    (folder / "notes.png").write_text("this is a text file, not a png")
+    Image.new("RGB", (300, 300)).save(folder / "bomb.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100)  # 300x300 is > 2x the limit: a "bomb"
+    out = tmp_path / "det.parquet"
+    r = run_moon("detect", folder, "--weights", detector, "-o", out, "-q")
+    assert r.exit_code == 0, r.output
+    rows = {p.split("/")[-1]: row for row in read_table(out, DETECTIONS).table.to_pylist() for p in [row["image_path"]]}
+    assert set(rows) == {"good.jpg", "gray.png", "truncated.jpg", "empty.jpg", "corrupt.webp", "notes.png", "bomb.png"}
+    for name in ("truncated.jpg", "empty.jpg", "corrupt.webp", "notes.png", "bomb.png"):
+        assert rows[name]["status"] == "error" and rows[name]["error"], name
+    assert "decompression bomb" in rows["bomb.png"]["error"]
+    assert rows["good.jpg"]["status"] in ("ok", "no_detection") and rows["gray.png"]["status"] != "error"
+    assert "5 error" in r.output
+
+
+def test_missing_weights_and_existing_output_are_refused(world, detector, tmp_path):
+    r = run_moon("detect", world / "images", "--weights", tmp_path / "none", "-o", tmp_path / "d.parquet")
+    assert r.exit_code == 1 and "moon detect-train" in r.output
+    (tmp_path / "d.parquet").write_text("keep me")
+    r = run_moon("detect", world / "images", "--weights", detector, "-o", tmp_path / "d.parquet")
+    assert r.exit_code == 1 and "--overwrite" in r.output
+    assert (tmp_path / "d.parquet").read_text() == "keep me"

@@ -131,3 +131,22 @@ def test_folder_input_and_stdin_pipe(world, tmp_path):
                           f"--max-per-query 0 | moon inspect - --contract pairs --json")
     assert res.returncode == 0, res.stderr
     assert f'"rows": {len(from_folder)}' in res.stdout.decode()
+
+
+def test_queries_recorded_only_on_the_search_event_are_carried_to_the_purchase(world, tmp_path):
+    """Logs that put the query on the first event only: purchases inherit their session's latest query."""
+    import pyarrow.compute as pc
+
+    beh = pq.read_table(world / "behavior.parquet")
+    sparse = beh.sort_by([("session_id", "ascending"), ("ts", "ascending")])
+    first = pc.not_equal(sparse.column("session_id"), pa.concat_arrays([pa.array([None], pa.string()),
+                                                                        sparse.column("session_id").combine_chunks()[:-1]]))
+    first = pc.fill_null(first, True)
+    for name in ("query_text", "query_image"):
+        idx = sparse.schema.get_field_index(name)
+        sparse = sparse.set_column(idx, name, pc.if_else(first, sparse.column(name), pa.scalar(None, pa.string())))
+    pq.write_table(sparse, world / "sparse.parquet")
+    assert run_moon("mine-pairs", world / "sparse.parquet", "-o", tmp_path / "p.parquet", "--max-per-user", 0,
+                    "--max-per-query", 0).exit_code == 0
+    _, got = mined(tmp_path / "p.parquet")
+    assert got == independent_pairs(world / "behavior.parquet")

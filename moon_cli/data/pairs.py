@@ -69,6 +69,10 @@ def behavior_files(inputs: list[str]) -> list[Path]:
     return files
 
 
+def _row_count(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
 def mine_pairs(files: list[Path], events: tuple[str, ...] = ("purchase",), catalog_ids: pa.Array | None = None,
                test_from: datetime | None = None, test_fraction: float | None = 0.1, max_per_user: int = 0,
                max_per_query: int = 0) -> tuple[pa.Table, MineStats]:
@@ -101,40 +105,46 @@ def mine_pairs(files: list[Path], events: tuple[str, ...] = ("purchase",), catal
         frames.append(lf)
     lf = pl.concat(frames) if frames else None
 
-    counts = lf.select(pl.len().alias("events")).collect(engine="streaming")
-    stats.events = int(counts["events"][0])
+    stats.events = sum(_row_count(f) for f in files) if STDIN not in files else int(
+        lf.select(pl.len()).collect().item())
 
     has_query = pl.col("query_text").is_not_null() | pl.col("query_image").is_not_null()
-    # each event inherits the latest query its session issued before it (events carry it already in
-    # well-formed logs; this also handles logs that record the query only on the search event)
-    tagged = (
-        lf.sort(["session_id", "ts"])
-        .with_columns(query=pl.when(has_query).then(pl.struct("query_text", "query_image")))
-        .with_columns(pl.col("query").forward_fill().over("session_id"))
-        .filter(pl.col("event").is_in(list(events)))
-    )
-    positives = tagged.with_columns(searched=pl.col("query").is_not_null())
-    tally = positives.group_by("searched").agg(pl.len().alias("n")).collect(engine="streaming")
-    for searched, n in zip(tally["searched"].to_list(), tally["n"].to_list()):
-        if searched:
-            stats.search_events = int(n)
-        else:
-            stats.feed_events = int(n)
+    positives = lf.filter(pl.col("event").is_in(list(events)))
+    keys = ["user_id", "q_text", "q_image", "item_id"]
+    # 1. positive events that carry their query (well-formed logs): aggregate while streaming
+    direct = positives.filter(has_query).rename({"query_text": "q_text", "query_image": "q_image"})
+    # 2. positive events without one (the log records the query only on the search event, or a feed
+    #    visit): take the latest query their session issued before them — a small as-of join
+    missing_lf = positives.filter(~has_query).select("user_id", "session_id", "ts", "item_id", "event")
 
     rank = pl.col("event").replace_strict(EVENT_RANK, return_dtype=pl.Int8)
-    per_user_pair = positives.filter(pl.col("searched")).with_columns(
-        q_text=pl.col("query").struct.field("query_text"), q_image=pl.col("query").struct.field("query_image"),
-        rank=rank,
-    ).group_by(["user_id", "q_text", "q_image", "item_id"]).agg(
-        sessions=pl.col("session_id").n_unique(), first_ts=pl.col("ts").min(), rank=pl.col("rank").max(),
-    )
+
+    def per_user_pair(frame):
+        return frame.with_columns(rank=rank).group_by(keys).agg(
+            sessions=pl.col("session_id").n_unique(), first_ts=pl.col("ts").min(), rank=pl.col("rank").max(),
+            events=pl.len())
+
+    # one pass over the log feeds both outputs (common subplans are shared)
+    collected, missing = pl.collect_all([per_user_pair(direct), missing_lf], engine="streaming")
+    query_cols = ("session_id", "ts", pl.col("query_text").alias("q_text"), pl.col("query_image").alias("q_image"))
+    if missing.height:
+        query_rows = (lf.filter(has_query & pl.col("session_id").is_in(missing["session_id"].unique().implode()))
+                      .select(*query_cols).collect(engine="streaming"))
+    else:  # nothing to look up: skip the second pass over the log
+        query_rows = lf.select(*query_cols).head(0).collect()
+    # both sides are sorted by ts here; polars cannot verify that within "by" groups, so it is told
+    filled = missing.sort("ts").join_asof(query_rows.sort("ts"), on="ts", by="session_id", strategy="backward",
+                                          check_sortedness=False)
+    filled = filled.filter(pl.col("q_text").is_not_null() | pl.col("q_image").is_not_null())
+    if filled.height:  # merge the two sources; a pair seen both ways adds up its sessions
+        collected = pl.concat([collected, per_user_pair(filled.lazy()).collect()]).group_by(keys).agg(
+            pl.col("sessions").sum(), pl.col("first_ts").min(), pl.col("rank").max(), pl.col("events").sum())
+    stats.search_events = int(collected["events"].sum() or 0)
+    stats.feed_events = missing.height - filled.height
     if max_per_user > 0:  # a heavy user contributes at most N distinct pairs (their earliest)
-        per_user_pair = per_user_pair.sort(["user_id", "first_ts", "item_id"]).with_columns(
-            _i=pl.int_range(pl.len()).over("user_id"))
-    collected = per_user_pair.collect(engine="streaming")
-    if max_per_user > 0:
         before = collected.height
-        collected = collected.filter(pl.col("_i") < max_per_user).drop("_i")
+        collected = collected.sort(["user_id", "first_ts", "item_id"]).filter(
+            pl.int_range(pl.len()).over("user_id") < max_per_user)
         stats.capped_per_user = before - collected.height
 
     pairs = collected.group_by(["q_text", "q_image", "item_id"]).agg(

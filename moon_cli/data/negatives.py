@@ -78,12 +78,17 @@ def _category_negatives(idx: CatalogIndex, pos: int, k: int, exclude: set[int], 
     return out
 
 
-def nearest_candidates(anchors: np.ndarray, gallery: np.ndarray, k: int, chunk: int = 4096):
-    """Top-k (scores, indices) of each anchor row among gallery rows by cosine (rows are unit norm)."""
+def nearest_candidates(anchors: np.ndarray, gallery: np.ndarray, k: int, chunk_bytes: int = 256 << 20):
+    """Top-k (scores, indices) of each anchor row among gallery rows by cosine (rows are unit norm).
+
+    Anchors go in chunks whose (chunk, N) score block stays under ``chunk_bytes``: memory is bounded
+    whatever the gallery size.
+    """
     import torch
 
     g = torch.from_numpy(gallery)
     k = min(k, gallery.shape[0])
+    chunk = max(1, min(4096, chunk_bytes // (4 * max(1, gallery.shape[0]))))
     scores, indices = [], []
     for start in range(0, anchors.shape[0], chunk):
         s = torch.from_numpy(anchors[start:start + chunk]) @ g.T  # (chunk, N)
@@ -173,12 +178,13 @@ def _embedding_neighbours(embeddings, idx, pair_ids, items, queries, positives_o
     gallery = vectors[[gallery_rows[i] for i in gallery_index]]  # (N, D)
 
     # anchor: the query's own vector when the embeddings hold one (id == pair_id), else the positive's
-    anchors, anchor_of_pair = [], []
+    anchors, anchor_of_pair, slot_of_row = [], [], {}
     for pid, item in zip(pair_ids, items):
         r = row_of.get(pid, row_of.get(item))
-        anchor_of_pair.append(len(anchors) if r is not None else None)
-        if r is not None:
+        if r is not None and r not in slot_of_row:  # pairs sharing a positive share its neighbours
+            slot_of_row[r] = len(anchors)
             anchors.append(r)
+        anchor_of_pair.append(slot_of_row.get(r) if r is not None else None)
     widest = max((len(s) for s in positives_of_query.values()), default=0)
     scores, cand = nearest_candidates(vectors[anchors], gallery, k + widest + 16)
 

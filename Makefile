@@ -35,8 +35,15 @@ bench-model: $(STAMP) ## benchmark tiny-model products/s and queries/s vs the ma
 	@test -d $(RUNS)/demo/world || $(BIN)/moon synth $(RUNS)/demo/world --products 300 --seed 0 --quiet
 	$(BIN)/python benchmarks/bench_model.py $(RUNS)/demo/world
 
+bench-data: $(STAMP) ## benchmark mine-pairs (10 M events), detect, sample-negatives (needs pandas; runs make demo first)
+	$(BIN)/pip install --quiet pandas
+	$(BIN)/python benchmarks/bench_mine_pairs.py --dir $(RUNS)/bench-mine
+	@test -f $(RUNS)/demo/detector/weights.pt || $(MAKE) demo
+	$(BIN)/python benchmarks/bench_detect.py $(RUNS)/demo/world $(RUNS)/demo/detector
+	$(BIN)/python benchmarks/bench_negatives.py
+
 clean: ## remove runs/ and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
-.PHONY: help install demo test test-slow bench-synth bench-model clean
+.PHONY: help install demo test test-slow bench-synth bench-model bench-data clean

@@ -25,9 +25,6 @@ demo: $(STAMP) ## run the main job on the embedded default (synthetic world, tin
 test: $(STAMP) ## run the test suite (CPU, no network, a few minutes)
 	$(BIN)/python -m pytest -q
 
-test-slow: $(STAMP) ## run the long checks too (quality targets, end-to-end training)
-	$(BIN)/python -m pytest -q -m slow
-
 bench-synth: $(STAMP) ## benchmark `moon synth --products 10000` (target: <= 60 s on 2 cores)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/bench_synth.sh $(RUNS)/bench-synth
 
@@ -46,4 +43,4 @@ clean: ## remove runs/ and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
-.PHONY: help install demo test test-slow bench-synth bench-model bench-data clean
+.PHONY: help install demo test bench-synth bench-model bench-data clean

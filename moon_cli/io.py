@@ -254,20 +254,23 @@ class TableWriter:
                 raise MoonError("refusing to write a binary Arrow stream to a terminal: pipe it or give -o FILE")
             self.out_dir = Path.cwd()
             self._writer = pa.ipc.new_stream(sys.stdout.buffer, self.schema)
-            self._relative = False
+            self._to_file = False
         else:
             ensure_new_output(path, overwrite)
             self.out_dir = Path(path).resolve().parent
             tmp = self._stack.enter_context(atomic_file(path))
             self._writer = pq.ParquetWriter(tmp, self.schema)
-            self._relative = True
+            self._to_file = True
 
     def write(self, data: pa.Table | pa.RecordBatch) -> None:
         table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
-        if self.contract is not None and self._relative:
+        if self.contract is not None and self._to_file:  # a stream has no directory to be relative to
             table = relativize_paths(table, self.contract.path_columns, self.out_dir)
         table = table.cast(self.schema)  # keeps column order and types stable across batches
-        self._writer.write_table(table) if self._relative else self._writer.write(table)
+        if self._to_file:
+            self._writer.write_table(table)
+        else:
+            self._writer.write(table)
         self.rows += table.num_rows
 
     def __enter__(self):
@@ -281,7 +284,7 @@ class TableWriter:
                 self._stack.close()
             else:
                 self._stack.__exit__(exc_type, exc, tb)
-        if self._relative is False:
+        if not self._to_file:
             sys.stdout.buffer.flush()
         return False
 

@@ -32,15 +32,13 @@ def detect(input_path, output, weights, crops_dir, conf, batch_size, overwrite, 
 
     from moon_cli.contracts import DETECTIONS
     from moon_cli.detect.predict import detect_batches, iter_folder_images, iter_table_images, load_detector
-    from moon_cli.io import TableWriter, ensure_new_output, is_stdio, make_manifest, read_table
+    from moon_cli.io import TableWriter, ensure_new_output, is_stdio, make_manifest, read_table, resolve_paths
 
     ensure_new_output(output, overwrite)
     if not is_stdio(input_path) and Path(input_path).is_dir():
         paths = iter_folder_images(Path(input_path))
     else:
         art = read_table(input_path)
-        from moon_cli.io import resolve_paths
-
         table = resolve_paths(art.table, ("image_paths", "image_path"), art.base_dir)
         paths = iter_table_images(table, art.source)
     detector, imgsz = load_detector(Path(weights))

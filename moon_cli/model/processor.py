@@ -12,7 +12,6 @@ expert, attribute tokens to the attribute expert).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -193,16 +192,3 @@ class MoonProcessor:
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
         image_processor = Qwen2VLImageProcessor.from_pretrained(str(directory))
         return cls(tokenizer, image_processor, input_cfg)
-
-
-def describe_types(seq: Sequence) -> dict[str, int]:
-    """Token counts per type, for logs and tests."""
-    out: dict[str, int] = {}
-    for t in seq.types:
-        out[TokenType(t).name] = out.get(TokenType(t).name, 0) + 1
-    return out
-
-
-def dump_sequence(seq: Sequence, tokenizer) -> str:
-    """A readable rendering of a sequence (debugging aid)."""
-    return json.dumps([(tokenizer.convert_ids_to_tokens(i), TokenType(t).name) for i, t in zip(seq.ids, seq.types)])

@@ -76,3 +76,12 @@ def test_missing_weights_and_existing_output_are_refused(world, detector, tmp_pa
     r = run_moon("detect", world / "images", "--weights", detector, "-o", tmp_path / "d.parquet")
     assert r.exit_code == 1 and "--overwrite" in r.output
     assert (tmp_path / "d.parquet").read_text() == "keep me"
+
+
+def test_held_out_split_does_not_depend_on_where_the_world_lies():
+    from moon_cli.detect.dataset import held_out
+
+    names = [f"images/p{i:06d}_0.jpg" for i in range(400)]
+    here = [held_out(f"/work/a/world/{n}", 0.15) for n in names]
+    there = [held_out(f"/tmp/clone/runs/world/{n}", 0.15) for n in names]
+    assert here == there and 20 < sum(here) < 100

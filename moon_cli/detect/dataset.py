@@ -12,8 +12,13 @@ from moon_cli.errors import MoonError
 
 
 def held_out(path: str, val_fraction: float) -> bool:
-    """Deterministic split by a hash of the image path (stable across runs and machines)."""
-    h = int.from_bytes(hashlib.sha256(path.encode()).digest()[:4], "little")
+    """Deterministic split by a hash of the image's folder and file name.
+
+    Not the absolute path: the same world copied elsewhere (another clone, machine or user) must give
+    the same split, and so the same detector and figures.
+    """
+    key = "/".join(Path(path).parts[-2:])
+    h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
     return h / 2 ** 32 < val_fraction
 
 

@@ -18,6 +18,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "detect": ("stages.detect:detect", "Detect the core product in images and write its box and crop (one row per image)."),
     "mine-pairs": ("stages.mine_pairs:mine_pairs", "Mine search-query -> purchased-item positive pairs from behaviour logs."),
     "sample-negatives": ("stages.sample_negatives:sample_negatives", "Sample hard negatives per pair (same category, embedding neighbours, random)."),
+    "train": ("stages.train:train", "Train MOON contrastively on query -> product pairs (or pre-train on the catalogue)."),
+    "embed": ("stages.embed:embed", "Embed products (a folder of photos or a catalogue) or queries into unit-norm vectors."),
+    "index": ("stages.index:index", "Index embeddings in LanceDB (cosine; exact or recall-checked ANN)."),
+    "search": ("stages.search:search", "Search an index with a text and/or image query (JSON lines on stdout)."),
+    "evaluate": ("stages.evaluate:evaluate", "Evaluate a model on an MBE-style bench (retrieval, zero-shot classification)."),
     "inspect": ("stages.inspect:inspect", "Describe an artifact (rows, columns, manifest) and check it against a contract."),
 }
 

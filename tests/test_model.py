@@ -185,7 +185,7 @@ def test_bad_inputs_name_the_product_and_field(model, tmp_path, monkeypatch):
         model.encode_products([dict(good, images=[broken])])
     with pytest.raises(InputError, match=r"product p9: images\[0\] .*does not exist"):
         model.encode_products([dict(good, images=[tmp_path / "missing.jpg"])])
-    with pytest.raises(InputError, match=r"product p9: field 'title' is empty"):
+    with pytest.raises(InputError, match=r"product p9: has neither a title nor a photo"):
         model.encode_products([dict(good, title="  ")])
     big = tmp_path / "bomb.png"
     Image.new("RGB", (300, 300)).save(big)

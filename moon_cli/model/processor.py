@@ -102,10 +102,11 @@ class MoonProcessor:
     def encode_product(self, product: dict) -> Sequence:
         owner = f"product {product.get('item_id', product.get('id', '?'))}"
         title = product.get("title")
-        if not isinstance(title, str) or not title.strip():
-            raise InputError(f"{owner}: field 'title' is empty; every product needs a title")
-        seq = Sequence()
+        has_title = isinstance(title, str) and bool(title.strip())
         images = list(product.get("images") or [])[: self.cfg.max_images]
+        if not has_title and not images:
+            raise InputError(f"{owner}: has neither a title nor a photo; a product needs at least one")
+        seq = Sequence()
         crops = list(product.get("crops") or [])
         bboxes = list(product.get("bboxes") or [])
         for k, src in enumerate(images):
@@ -118,8 +119,9 @@ class MoonProcessor:
             elif k < len(bboxes) and bboxes[k] is not None:
                 self._image(seq, crop_box(img, bboxes[k], owner), TokenType.CROP)
         limit = self.cfg.max_text_tokens
-        seq.add(self._text("title:"), TokenType.OTHER)
-        seq.add(self._text(" " + title.strip(), limit), TokenType.TITLE)
+        if has_title:  # a folder of photos has no text: the product is its photos alone
+            seq.add(self._text("title:"), TokenType.OTHER)
+            seq.add(self._text(" " + title.strip(), limit), TokenType.TITLE)
         path = [c for c in (product.get("category_path") or []) if c]
         if path:
             seq.add(self._text("\ncategory:"), TokenType.OTHER)

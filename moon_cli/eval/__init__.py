@@ -1,0 +1,1 @@
+"""Evaluation: retrieval and zero-shot classification metrics on the MBE-style bench."""

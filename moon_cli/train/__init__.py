@@ -1,0 +1,1 @@
+"""`moon train`: behaviour-driven contrastive post-training (and catalogue-only pre-training) of MOON."""

@@ -1,0 +1,188 @@
+"""Wires `moon train` together: processes and devices, the output directory, data, model, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import click
+import torch
+
+from moon_cli.errors import MoonError
+from moon_cli.train.dist import DistInfo, barrier, init_distributed, shutdown
+from moon_cli.train.trainer import RUN, TrainConfig, Trainer, latest_checkpoint, truncate_log
+
+
+@dataclass
+class TrainRequest:
+    pairs: str | None
+    catalog: str
+    output: Path
+    negatives: str | None = None
+    detections: str | None = None
+    use_crops: bool = True
+    use_moe: bool = True
+    model: str = "tiny"
+    config_overrides: dict = field(default_factory=dict)
+    bf16_auto: bool = True
+    resume: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+    stop_at_step: int | None = None
+
+
+def _prepare_output(req: TrainRequest, info: DistInfo) -> Path | None:
+    """Refuse to clobber another run; return the checkpoint to resume from (if any)."""
+    out = req.output
+    if out.exists() and not out.is_dir():
+        raise MoonError(f"{out}: exists and is not a directory")
+    occupied = out.is_dir() and any(p for p in out.iterdir() if not p.name.startswith("."))
+    if occupied and not (req.resume or req.overwrite):
+        raise MoonError(f"{out}: holds another run (checkpoints or a model); pass --resume to continue it "
+                        f"or --overwrite to start over")
+    resume_from = latest_checkpoint(out) if (req.resume and out.is_dir()) else None
+    barrier(info)
+    if info.is_main:
+        if occupied and req.overwrite and not req.resume:
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+    barrier(info)
+    return resume_from
+
+
+def _inputs(req: TrainRequest) -> dict:
+    from moon_cli.io import fingerprint
+
+    named = {"pairs": req.pairs, "catalog": req.catalog, "negatives": req.negatives, "detections": req.detections}
+    return {k: {"path": str(v), "fingerprint": fingerprint(v)} for k, v in named.items() if v}
+
+
+def _check_same_run(out: Path, record: dict) -> None:
+    path = out / RUN
+    if not path.is_file():
+        return
+    before = json.loads(path.read_text())
+    diffs = [k for k in sorted(set(before["train"]) | set(record["train"])) if before["train"].get(k) != record["train"].get(k)]
+    diffs += [f"input {k}" for k in sorted(set(before["inputs"]) | set(record["inputs"]))
+              if before["inputs"].get(k, {}).get("fingerprint") != record["inputs"].get(k, {}).get("fingerprint")]
+    if before.get("model") != record["model"]:
+        diffs.append("model")
+    if diffs:
+        raise MoonError(f"{out}: --resume with different settings than the run it continues ({', '.join(diffs)}); "
+                        f"use the same options, or --overwrite to start over")
+
+
+def _load_data(cfg: TrainConfig, req: TrainRequest):
+    from moon_cli.contracts import CATALOG, DETECTIONS, NEGATIVES, PAIRS
+    from moon_cli.io import read_table
+    from moon_cli.train.data import build_posttrain_data, build_pretrain_data
+
+    catalog = read_table(req.catalog, CATALOG).table
+    detections = read_table(req.detections, DETECTIONS).table if (req.detections and req.use_crops) else None
+    if cfg.objective == "pretrain":
+        return build_pretrain_data(catalog, detections, cfg.val_fraction, cfg.max_val, cfg.seed)
+    pairs = read_table(req.pairs, PAIRS).table
+    negatives = read_table(req.negatives, NEGATIVES).table if (req.negatives and cfg.use_hard_negatives) else None
+    return build_posttrain_data(pairs, catalog, detections, negatives, cfg.val_fraction, cfg.max_val, cfg.seed)
+
+
+def _build_model(cfg: TrainConfig, req: TrainRequest, device: torch.device, resume_from: Path | None):
+    from moon_cli.model import backbone as bb
+    from moon_cli.model.config import MoonConfig
+    from moon_cli.model.moon import MoonModel
+
+    if resume_from is not None:
+        return MoonModel.from_pretrained(resume_from).to(device)
+    overrides = json.loads(json.dumps(req.config_overrides))  # a copy
+    if not req.use_moe:
+        overrides.setdefault("moe", {})["enabled"] = False
+    if not req.use_crops:
+        overrides.setdefault("input", {})["use_crops"] = False
+    if cfg.matryoshka_dims:
+        overrides.setdefault("pooling", {})["matryoshka_dims"] = cfg.matryoshka_dims
+    if cfg.gradient_checkpointing:
+        overrides.setdefault("backbone", {})["gradient_checkpointing"] = True
+    if req.model in bb.PRESETS:  # nothing pretrained to preserve: the random vision tower must learn too
+        overrides.setdefault("backbone", {}).setdefault("freeze_vision", False)
+    torch.manual_seed(cfg.seed)  # LoRA / expert init identical on every rank
+    is_new = req.model in bb.PRESETS or not (Path(req.model) / "model.safetensors").is_file()
+    if is_new:
+        config = MoonConfig().updated(overrides) if overrides else None
+        model = (MoonModel.from_preset(req.model, config, seed=cfg.seed) if req.model in bb.PRESETS
+                 else MoonModel.from_pretrained(req.model, overrides))
+    else:
+        model = MoonModel.from_pretrained(req.model)  # continue from a checkpoint (e.g. a pretrain run)
+        if not req.use_moe and model.config.moe.enabled:
+            raise MoonError(f"--no-moe: the checkpoint {req.model} was trained with the guided MoE; "
+                            f"start the ablation from a new model instead")
+        model.config.input.use_crops = req.use_crops and model.config.input.use_crops
+        if cfg.matryoshka_dims:
+            model.config.pooling.matryoshka_dims = cfg.matryoshka_dims
+    if model.config.backbone.gradient_checkpointing:
+        model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model.to(device)
+
+
+def run_training(cfg: TrainConfig, req: TrainRequest) -> dict:
+    device_kind = "cuda" if torch.cuda.is_available() else "cpu"
+    info = init_distributed(device_kind)
+    try:
+        device = torch.device(f"cuda:{info.local_rank}" if device_kind == "cuda" else "cpu")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        if req.bf16_auto:
+            cfg.bf16 = device.type == "cuda"
+        resume_from = _prepare_output(req, info)
+        data = _load_data(cfg, req)
+        record = {"train": asdict(cfg), "model": req.model, "inputs": _inputs(req)}
+        if req.resume:
+            _check_same_run(req.output, record)
+        elif info.is_main:
+            (req.output / RUN).write_text(json.dumps(record, indent=2) + "\n")
+        model = _build_model(cfg, req, device, resume_from)
+        trainer = Trainer(cfg, model, data, req.output, info, record["inputs"], quiet=req.quiet)
+        if resume_from is not None:
+            trainer.load_state(resume_from)
+            if info.is_main:
+                truncate_log(req.output, trainer.step)
+                click.echo(f"moon train: resuming from {resume_from} (step {trainer.step})", err=True)
+        elif req.resume and info.is_main:
+            click.echo(f"moon train: no checkpoint in {req.output} yet; starting from step 0", err=True)
+        if info.is_main and not req.quiet:
+            click.echo(f"moon train: {len(data.examples)} training examples ({_modality_counts(data)}), "
+                       f"{len(data.val)} held out, {model.num_parameters(trainable=True):,} trainable parameters, "
+                       f"{info.world_size} process(es) on {device.type}", err=True)
+        result = trainer.train(stop_at_step=req.stop_at_step)
+        if not info.is_main:
+            return {}
+        return _summary(cfg, data, trainer, result)
+    finally:
+        shutdown(info)
+
+
+def _modality_counts(data) -> str:
+    return ", ".join(f"{m} {len(v)}" for m, v in sorted(data.by_modality().items()))
+
+
+def _summary(cfg: TrainConfig, data, trainer: Trainer, result: dict) -> dict:
+    dropped = {k: v for k, v in data.counts.items() if k not in ("pairs", "products", "photos") and v}
+    skipped = dict(trainer.builder.skipped)
+    out = {
+        "objective": cfg.objective,
+        "examples": f"{len(data.examples)} train, {len(data.val)} validation"
+                    + (f"; dropped: {dropped}" if dropped else ""),
+        "steps": f"{result['steps']} of {cfg.steps}" + ("" if result["steps"] >= cfg.steps else " (stopped early)"),
+        "time": f"{result['seconds']:.1f} s ({result['samples_per_s']:.1f} samples/s)",
+    }
+    if skipped or trainer.nan_skipped:
+        out["skipped"] = ", ".join([f"{k}: {v}" for k, v in skipped.items()]
+                                   + ([f"non-finite steps: {trainer.nan_skipped}"] if trainer.nan_skipped else []))
+    if trainer.first_val and trainer.last_val:
+        keys = [k for k in trainer.last_val if k.endswith("recall@10")]
+        out["val Recall@10"] = ", ".join(f"{k.replace('_recall@10', '') if k != 'recall@10' else 'all'} "
+                                         f"{trainer.first_val.get(k, float('nan')):.3f} → {trainer.last_val[k]:.3f}"
+                                         for k in keys)
+    return out

@@ -1,0 +1,110 @@
+"""`moon train`: contrastive post-training (query → purchased product) or catalogue pre-training of MOON."""
+
+import json
+import shutil
+from pathlib import Path
+
+import click
+
+from moon_cli.options import echo_summary, overwrite_option, quiet_option
+
+
+def _dims(text: str | None) -> list[int]:
+    if not text:
+        return []
+    try:
+        dims = sorted({int(d) for d in text.split(",") if d.strip()})
+    except ValueError:
+        raise click.BadParameter(f"'{text}' is not a comma-separated list of sizes, e.g. 64,128") from None
+    if any(d <= 0 for d in dims):
+        raise click.BadParameter("sizes must be positive")
+    return dims
+
+
+def _mix(text: str) -> dict[str, float]:
+    parts = text.split(":")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0:
+        raise click.BadParameter(f"'{text}' is not IMAGE:TEXT:MULTIMODAL weights, e.g. 12:3:2")
+    return dict(zip(("image", "text", "multimodal"), values))
+
+
+@click.command("train")
+@click.argument("pairs", required=False)
+@click.option("--catalog", required=True, help="Catalogue Parquet (products, their photos and text).")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Checkpoint directory: the final model, checkpoints/, train_log.jsonl.")
+@click.option("--objective", type=click.Choice(["posttrain", "pretrain"]), default="posttrain", show_default=True,
+              help="posttrain: query → purchased product (needs PAIRS); pretrain: each product photo → its own text.")
+@click.option("--negatives", default=None, help="Hard negatives from `moon sample-negatives`.")
+@click.option("--detections", default=None, help="Core-product crops from `moon detect` (added beside each photo).")
+@click.option("--no-crops", is_flag=True, help="Ablation: no core-product crops.")
+@click.option("-m", "--model", "model_name", default="tiny", show_default=True,
+              help="'tiny' (random init), a MOON checkpoint directory (e.g. a pretrain run), or a Qwen2-VL-family hub id / path.")
+@click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="JSON of model-config overrides for a new model, e.g. {\"moe\": {\"num_experts\": 8}}.")
+@click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=2), default=16, show_default=True, help="Queries per step per process.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0.005, max=1.0), default=0.05, show_default=True,
+              help="Initial InfoNCE temperature.")
+@click.option("--fixed-temperature", is_flag=True, help="Keep the temperature fixed (default: learnable).")
+@click.option("--hard-negatives", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Hard negatives per query per step, drawn from --negatives.")
+@click.option("--no-hard-negatives", is_flag=True, help="Ablation: ignore --negatives.")
+@click.option("--queue-size", type=click.IntRange(min=0), default=512, show_default=True,
+              help="Product embeddings kept from earlier steps as negatives (temporal).")
+@click.option("--no-queue", is_flag=True, help="Ablation: no queue of earlier steps' products.")
+@click.option("--no-gather", is_flag=True, help="Ablation: no products gathered from other processes (spatial).")
+@click.option("--no-moe", is_flag=True, help="Ablation: plain FFNs instead of the guided mixture of experts.")
+@click.option("--matryoshka", default=None, help="Also train these embedding prefix sizes, e.g. 64,128.")
+@click.option("--grad-cache", is_flag=True, help="Chunked GradCache step: a large batch in bounded memory, same gradients.")
+@click.option("--chunk-size", type=click.IntRange(min=1), default=8, show_default=True, help="Sequences per GradCache chunk.")
+@click.option("--modality-mix", default="12:3:2", show_default=True, help="Query modality weights IMAGE:TEXT:MULTIMODAL.")
+@click.option("--val-every", type=click.IntRange(min=0), default=50, show_default=True, help="Validate every N steps (0 = never).")
+@click.option("--val-fraction", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
+              help="Share of queries held out for in-loop Recall@10.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=50, show_default=True)
+@click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (default: on with a GPU).")
+@click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in backward (GPU memory).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --output.")
+@click.option("--stop-at-step", type=int, default=None, hidden=True, help="Stop after this step (tests: an interruption).")
+@overwrite_option
+@quiet_option
+def train(pairs, catalog, output, objective, negatives, detections, no_crops, model_name, config_file, steps, batch_size,
+          lr, temperature, fixed_temperature, hard_negatives, no_hard_negatives, queue_size, no_queue, no_gather,
+          no_moe, matryoshka, grad_cache, chunk_size, modality_mix, val_every, val_fraction, checkpoint_every, bf16,
+          gradient_checkpointing, seed, resume, stop_at_step, overwrite, quiet):
+    """Train MOON on PAIRS (from `moon mine-pairs`) and the catalogue; write a checkpoint directory.
+
+    InfoNCE over the positive, in-batch products, hard negatives, products gathered from other processes
+    and a queue of earlier steps; plus the MoE balancing loss. Query modalities are mixed 12:3:2
+    (image:text:multimodal) where the pairs allow. Runs the same under `torchrun --nproc_per_node N`.
+    --resume continues exactly where an interrupted run stopped.
+    """
+    from moon_cli.errors import MoonError
+
+    if objective == "posttrain" and not pairs:
+        raise MoonError("moon train: PAIRS is required for --objective posttrain (or use --objective pretrain)")
+    from moon_cli.train.run import TrainRequest, run_training
+    from moon_cli.train.trainer import TrainConfig
+
+    cfg = TrainConfig(objective=objective, steps=steps, batch_size=batch_size, lr=lr, temperature=temperature,
+                      learn_temperature=not fixed_temperature, hard_negatives=hard_negatives,
+                      use_hard_negatives=not no_hard_negatives and negatives is not None, queue_size=queue_size,
+                      use_queue=not no_queue, use_gather=not no_gather, matryoshka_dims=_dims(matryoshka),
+                      grad_cache=grad_cache, chunk_size=chunk_size, modality_mix=_mix(modality_mix),
+                      val_every=val_every, val_fraction=val_fraction, checkpoint_every=checkpoint_every,
+                      bf16=bool(bf16), gradient_checkpointing=gradient_checkpointing, seed=seed)
+    overrides = json.loads(config_file.read_text()) if config_file else {}
+    request = TrainRequest(pairs=pairs, catalog=catalog, output=output, negatives=negatives, detections=detections,
+                           use_crops=not no_crops, use_moe=not no_moe, model=model_name, config_overrides=overrides,
+                           bf16_auto=bf16 is None, resume=resume, overwrite=overwrite, quiet=quiet,
+                           stop_at_step=stop_at_step)
+    summary = run_training(cfg, request)
+    if summary:
+        echo_summary(f"moon train: wrote {output}", summary)

@@ -1,0 +1,208 @@
+import json
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from moon_cli.contracts import CATALOG, NEGATIVES, PAIRS
+from moon_cli.io import read_table
+from moon_cli.model import MoonConfig, MoonModel
+from moon_cli.train.data import BatchBuilder, MixSampler, build_posttrain_data
+from moon_cli.train.dist import DistInfo
+from moon_cli.train.loss import NO_ITEM, false_negative_mask, info_nce, matryoshka_info_nce
+from moon_cli.train.queue import EmbeddingQueue
+from moon_cli.train.step import ContrastiveStep, StepOptions
+
+from conftest import moon_subprocess, run_moon
+
+FAST = ["--batch-size", 4, "--val-every", 0, "--queue-size", 16]
+
+
+@pytest.fixture(scope="module")
+def train_inputs(world_template, tmp_path_factory):
+    d = tmp_path_factory.mktemp("train")
+    w = world_template
+    assert run_moon("mine-pairs", w / "behavior.parquet", "--catalog", w / "catalog.parquet",
+                    "-o", d / "pairs.parquet").exit_code == 0
+    assert run_moon("sample-negatives", d / "pairs.parquet", "--catalog", w / "catalog.parquet",
+                    "-o", d / "negatives.parquet", "--per-pair", 4).exit_code == 0
+    return {"pairs": d / "pairs.parquet", "catalog": w / "catalog.parquet", "negatives": d / "negatives.parquet"}
+
+
+def train_args(inp, out, *extra):
+    return ["train", inp["pairs"], "--catalog", inp["catalog"], "-o", out, *FAST, *extra]
+
+
+def log_of(out):
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------------------------------------- loss pieces
+def test_false_negatives_are_masked_but_the_target_is_not():
+    cand = torch.tensor([5, 7, 5, NO_ITEM, 9])  # item 5 twice (two queries bought it), one padding slot
+    pos = torch.tensor([[5, 9], [7, NO_ITEM]])  # query 0 led to items 5 and 9
+    mask = false_negative_mask(cand, pos, torch.tensor([0, 1]))
+    assert mask.tolist() == [[False, False, True, True, True], [False, False, False, True, False]]
+
+
+def test_info_nce_matches_a_hand_computation_and_matryoshka_averages_prefixes():
+    g = torch.Generator().manual_seed(0)
+    q = torch.nn.functional.normalize(torch.randn(3, 8, generator=g), dim=-1)
+    c = torch.nn.functional.normalize(torch.randn(5, 8, generator=g), dim=-1)
+    t, mask, scale = torch.tensor([0, 1, 2]), torch.zeros(3, 5, dtype=torch.bool), torch.tensor(10.0)
+    mask[0, 4] = True
+    logits = 10.0 * q @ c.T
+    logits[0, 4] = -float("inf")
+    expected = -(logits.log_softmax(-1)[torch.arange(3), t]).mean()
+    torch.testing.assert_close(info_nce(q, c, t, mask, scale), expected)
+    prefix = info_nce(torch.nn.functional.normalize(q[:, :4], dim=-1), torch.nn.functional.normalize(c[:, :4], dim=-1),
+                      t, mask, scale)
+    torch.testing.assert_close(matryoshka_info_nce(q, c, t, mask, scale, [4]), (expected + prefix) / 2)
+
+
+def test_queue_is_fifo_and_drops_padding():
+    queue = EmbeddingQueue(3, 2)
+    queue.push(torch.ones(2, 2), torch.tensor([1, NO_ITEM]))
+    assert len(queue) == 1
+    queue.push(torch.arange(6.0).view(3, 2), torch.tensor([2, 3, 4]))
+    vecs, ids = queue.contents("cpu")
+    assert sorted(ids.tolist()) == [2, 3, 4]  # item 1, the oldest, fell out
+    restored = EmbeddingQueue(3, 2)
+    restored.load_state_dict(queue.state_dict())
+    assert restored.ids.tolist() == queue.ids.tolist() and restored.ptr == queue.ptr
+
+
+# ---------------------------------------------------------------------------------------------- GradCache
+def test_grad_cache_gives_the_same_loss_and_gradients_as_the_plain_step(train_inputs):
+    pairs = read_table(train_inputs["pairs"], PAIRS).table
+    catalog = read_table(train_inputs["catalog"], CATALOG).table
+    negatives = read_table(train_inputs["negatives"], NEGATIVES).table
+    data = build_posttrain_data(pairs, catalog, None, negatives, 0.0, 0, seed=0)
+    config = MoonConfig()
+    config.moe.balance_weight = 0.0  # the balancing loss is a per-forward statistic (see StepOptions)
+    model = MoonModel.from_preset("tiny", config, seed=1)
+    sampler = MixSampler(data.by_modality(), {"image": 1, "text": 1, "multimodal": 1}, seed=0, rank=0)
+    batch = BatchBuilder(data, model.processor, sampler, batch_size=6, hard_per_query=1, seed=0, rank=0).build(0)
+    assert len(set(batch.modalities)) >= 2  # queries of different shapes share the step
+
+    def run(grad_cache: bool):
+        model.zero_grad(set_to_none=True)
+        scale = torch.nn.Parameter(torch.tensor(20.0))
+        queue = EmbeddingQueue(8, model.dim)
+        queue.push(torch.nn.functional.normalize(torch.randn(4, model.dim, generator=torch.Generator().manual_seed(3)), dim=-1),
+                   torch.tensor([0, 1, 2, 3]))
+        opts = StepOptions(grad_cache=grad_cache, chunk_size=2, balance_weight=0.0)
+        res = ContrastiveStep(model, scale, opts, DistInfo(), queue)(batch)
+        grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+        return res, grads, scale.grad.clone()
+
+    plain, g_plain, s_plain = run(False)
+    cached, g_cached, s_cached = run(True)
+    assert plain.pool == cached.pool == 6 + 6 + 4 - (batch.product_ids == NO_ITEM).sum().item()
+    torch.testing.assert_close(cached.contrastive, plain.contrastive, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(s_cached, s_plain, atol=1e-5, rtol=1e-4)
+    assert g_plain.keys() == g_cached.keys() and len(g_plain) > 10
+    for name in g_plain:
+        torch.testing.assert_close(g_cached[name], g_plain[name], atol=1e-6, rtol=1e-3, msg=name)
+
+
+# ---------------------------------------------------------------------------------------------- the command
+def test_train_writes_a_loadable_model_log_and_checkpoints(train_inputs, tmp_path):
+    out = tmp_path / "ckpt"
+    r = run_moon(*train_args(train_inputs, out, "--steps", 3, "--negatives", train_inputs["negatives"],
+                             "--checkpoint-every", 2))
+    assert r.exit_code == 0, r.output
+    steps = [rec for rec in log_of(out) if "loss" in rec]
+    assert [rec["step"] for rec in steps] == [1, 2, 3]
+    assert all(rec["pool"] > 4 for rec in steps)  # positives + hard negatives (+ queue after step 1)
+    assert steps[-1]["queue"] > 0
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-000002", "step-000003"]
+    trained = MoonModel.from_pretrained(out)
+    untrained = MoonModel.from_preset("tiny", seed=0)
+    q = [{"text": "red mug"}]
+    assert (trained.encode_queries(q) - untrained.encode_queries(q)).abs().max() > 1e-4
+    assert json.loads((out / "meta.json").read_text())["step"] == 3
+
+
+def test_resume_after_an_interruption_matches_an_uninterrupted_run(train_inputs, tmp_path):
+    args = ["--steps", 4, "--checkpoint-every", 2, "--negatives", train_inputs["negatives"]]
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    assert run_moon(*train_args(train_inputs, straight, *args)).exit_code == 0
+    assert run_moon(*train_args(train_inputs, broken, *args, "--stop-at-step", 3)).exit_code == 0
+    assert not (broken / "model.safetensors").exists()  # interrupted: no final model
+    # the tail after the last checkpoint (step 3) is redone on resume
+    r = run_moon(*train_args(train_inputs, broken, *args, "--resume"))
+    assert r.exit_code == 0, r.output
+    a, b = log_of(straight), log_of(broken)
+    assert [x["step"] for x in b] == [x["step"] for x in a]
+    assert b[-1]["loss"] == pytest.approx(a[-1]["loss"], rel=1e-5, abs=1e-6)
+    wa, wb = (MoonModel.from_pretrained(d).state_dict() for d in (straight, broken))
+    assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_existing_run_is_refused_without_resume_or_overwrite(train_inputs, tmp_path):
+    out = tmp_path / "ckpt"
+    assert run_moon(*train_args(train_inputs, out, "--steps", 1)).exit_code == 0
+    before = sorted(p.name for p in out.iterdir())
+    r = run_moon(*train_args(train_inputs, out, "--steps", 1))
+    assert r.exit_code != 0 and "--resume" in r.output and "--overwrite" in r.output
+    assert sorted(p.name for p in out.iterdir()) == before
+    r = run_moon(*train_args(train_inputs, out, "--steps", 2, "--resume"))
+    assert r.exit_code != 0 and "steps" in r.output  # a different run is not silently continued
+
+
+def test_bad_rows_are_counted_and_skipped(train_inputs, tmp_path):
+    pairs = pq.read_table(train_inputs["pairs"])
+    rows = pairs.to_pylist()
+    rows[0]["item_id"] = "not-in-catalogue"
+    rows[0]["split"] = "train"
+    broken_image = tmp_path / "broken.jpg"
+    broken_image.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    image_rows = [i for i, r in enumerate(rows) if r["query_image"] and r["split"] == "train"]
+    for i in image_rows[:3]:
+        rows[i]["query_image"] = str(broken_image)
+    path = tmp_path / "pairs.parquet"
+    pq.write_table(pairs.from_pylist(rows, schema=pairs.schema), path)
+    inp = {**train_inputs, "pairs": path}
+    r = run_moon(*train_args(inp, tmp_path / "ckpt", "--steps", 6, "--batch-size", 8, "--modality-mix", "1:0:0",
+                             "--val-fraction", 0))
+    assert r.exit_code == 0, r.output
+    assert "item not in catalogue': 1" in r.output
+    assert "image failed to load" in r.output
+    assert (tmp_path / "ckpt" / "model.safetensors").is_file()
+
+
+def test_repeated_nan_losses_stop_the_run_with_a_clear_message(train_inputs, tmp_path, monkeypatch):
+    import moon_cli.train.step as step
+
+    monkeypatch.setattr(step, "matryoshka_info_nce", lambda q, c, *a: (q.sum() + c.sum()) * float("nan"))
+    out = tmp_path / "ckpt"
+    r = run_moon(*train_args(train_inputs, out, "--steps", 10))
+    assert r.exit_code != 0
+    assert "NaN/inf for 3 steps in a row" in r.output and "step 1: the loss is not finite" in r.output
+    assert not (out / "model.safetensors").exists()
+
+
+def test_pretrain_then_posttrain_from_its_checkpoint(train_inputs, tmp_path):
+    pre = tmp_path / "pre"
+    r = run_moon("train", "--objective", "pretrain", "--catalog", train_inputs["catalog"], "-o", pre,
+                 "--steps", 2, *FAST)
+    assert r.exit_code == 0, r.output
+    assert [rec["modalities"] for rec in log_of(pre) if "loss" in rec][0] == {"image": 4}
+    post = tmp_path / "post"
+    r = run_moon(*train_args(train_inputs, post, "--steps", 1, "-m", pre))
+    assert r.exit_code == 0, r.output
+    assert json.loads((post / "run.json").read_text())["model"] == str(pre)
+
+
+def test_torchrun_two_processes_gather_each_others_products(train_inputs, tmp_path):
+    out = tmp_path / "ddp"
+    cmd = (f"OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 --master_port 29517 -m moon_cli.cli train "
+           f"{train_inputs['pairs']} --catalog {train_inputs['catalog']} -o {out} --steps 2 --batch-size 4 "
+           f"--val-every 0 --queue-size 0 --quiet")
+    r = moon_subprocess(cmd, timeout=300)
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
+    steps = [rec for rec in log_of(out) if "loss" in rec]
+    assert [rec["gathered"] for rec in steps] == [4, 4]  # the other rank's 4 positives joined the pool
+    assert all(rec["pool"] == 8 for rec in steps)

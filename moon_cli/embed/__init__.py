@@ -1,0 +1,1 @@
+"""`moon embed`: products and queries → unit-norm vectors, streamed, resumable, shardable."""

@@ -1,0 +1,86 @@
+"""Everything that can stand where a MODEL is accepted: MOON checkpoints / presets / hub backbones, and the
+two pretrained reference baselines (text-only sentence embedder, image-only classifier features).
+
+An encoder turns a list of product or query dicts into unit-norm vectors, reporting per-item failures
+instead of raising, so one broken photo never stops a run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from moon_cli.errors import MoonError
+from moon_cli.model.images import InputError
+
+
+@dataclass
+class Encoded:
+    vectors: torch.Tensor  # (k, D) unit-norm rows for the items that succeeded
+    ok: list[int]  # their positions in the input list
+    errors: dict[int, str]  # position → one-line reason, for the rest
+
+
+class Encoder:
+    name: str  # what the user passed
+    model_id: str  # identity of the weights (embeddings from different ids never mix)
+    dim: int
+    modalities: tuple[str, ...] = ("text", "image")
+
+    def encode(self, items: list[dict], kind: str) -> Encoded:
+        raise NotImplementedError
+
+
+class MoonEncoder(Encoder):
+    def __init__(self, name: str, model, model_id: str):
+        self.name, self.model, self.model_id = name, model, model_id
+        self.dim = model.dim
+
+    def encode(self, items: list[dict], kind: str) -> Encoded:
+        encode = self.model.processor.encode_product if kind == "product" else self.model.processor.encode_query
+        seqs, ok, errors = [], [], {}
+        for i, item in enumerate(items):
+            try:
+                seqs.append(encode(item))
+                ok.append(i)
+            except InputError as exc:
+                errors[i] = str(exc)
+        vectors = self.model.embed_sequences(seqs).float().cpu() if seqs else torch.zeros((0, self.dim))
+        return Encoded(vectors, ok, errors)
+
+
+def moon_model_id(name: str) -> str:
+    from pathlib import Path
+
+    from moon_cli.io import fingerprint
+    from moon_cli.model import backbone as bb
+
+    if name in bb.PRESETS:
+        return f"preset:{name}:seed0"
+    weights = Path(name) / "model.safetensors"
+    if weights.is_file():
+        return f"checkpoint:{fingerprint(weights)}"
+    return f"hub:{name}"
+
+
+BASELINES = {
+    "minilm": "moon_cli.embed.baselines:MiniLMEncoder",
+    "efficientnet-lite0": "moon_cli.embed.baselines:EfficientNetEncoder",
+}
+
+
+def load_encoder(name: str, device: str | None = None) -> Encoder:
+    """An encoder for MODEL: a baseline name, a preset, a checkpoint directory or a hub id / local path."""
+    if name in BASELINES:
+        import importlib
+
+        module, attr = BASELINES[name].split(":")
+        return getattr(importlib.import_module(module), attr)(device)
+    from moon_cli.model.moon import MoonModel
+
+    model = MoonModel.from_pretrained(name)
+    if device:
+        model = model.to(device)
+    model.merge_lora()  # same embeddings, faster inference
+    return MoonEncoder(name, model.eval(), moon_model_id(name))

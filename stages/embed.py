@@ -1,0 +1,83 @@
+"""`moon embed`: products (a folder of photos or a catalogue) or queries → unit-norm vectors."""
+
+import re
+from pathlib import Path
+
+import click
+
+from moon_cli.options import echo_summary, overwrite_option, quiet_option
+
+
+def _shard(text):
+    if text is None:
+        return None
+    m = re.fullmatch(r"(\d+)/(\d+)", text)
+    if not m or not 0 <= int(m[1]) < int(m[2]):
+        raise click.BadParameter(f"'{text}' is not I/N with 0 <= I < N, e.g. 0/4")
+    return int(m[1]), int(m[2])
+
+
+@click.command("embed")
+@click.argument("input_path", metavar="INPUT")
+@click.option("-m", "--model", "model_name", required=True,
+              help="A checkpoint directory, 'tiny', a Qwen2-VL-family hub id / path, or a baseline (minilm, efficientnet-lite0).")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Embeddings Parquet.")
+@click.option("--detections", default=None, help="Core-product crops from `moon detect` (MOON models use them).")
+@click.option("--kind", type=click.Choice(["auto", "product", "query"]), default="auto", show_default=True,
+              help="What the rows are (auto: from the columns).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option("--dim", type=click.IntRange(min=1), default=None, help="Keep the first D dimensions (Matryoshka) and renormalise.")
+@click.option("--shard", "shard", default=None, help="I/N: embed only this process's part (outputs concatenate).")
+@click.option("--resume", is_flag=True, help="Skip ids already written (by a finished or an interrupted run).")
+@click.option("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if a GPU is visible, else cpu).")
+@overwrite_option
+@quiet_option
+def embed(input_path, model_name, output, detections, kind, batch_size, dim, shard, resume, device, overwrite, quiet):
+    """Embed INPUT: a folder of product photos (recursive; one product per photo), a catalogue or product
+    listings Parquet (one product per row: all its photos, crops, title, category, attributes), a
+    queries Parquet, or - (an Arrow stream of any of these).
+
+    Writes id, vector (float32, unit norm), status / error (a row that fails is reported, not fatal)
+    and the input's columns. The model's identity is stored in the file's metadata.
+    """
+    import os
+
+    import torch
+
+    from moon_cli.contracts import DETECTIONS
+    from moon_cli.embed.encoders import load_encoder
+    from moon_cli.embed.inputs import FolderInput, TableInput
+    from moon_cli.embed.run import embed_to_parquet
+    from moon_cli.errors import MoonError
+    from moon_cli.io import is_stdio, make_manifest, read_table
+
+    shard_t = _shard(shard)
+    if output.exists() and not (resume or overwrite):
+        raise MoonError(f"{output}: already exists; pass --resume to add missing rows or --overwrite to replace it")
+    det = read_table(detections, DETECTIONS).table if detections else None
+    if not is_stdio(input_path) and Path(input_path).is_dir():
+        source = FolderInput(Path(input_path).resolve(), det)
+        if kind == "query":
+            raise MoonError("--kind query: a folder is read as product photos; give a queries Parquet instead")
+    else:
+        art = read_table(input_path)
+        from moon_cli.io import resolve_paths
+
+        table = resolve_paths(art.table, [c for c in ("image_paths", "query_image", "image_path")
+                                          if c in art.table.column_names], art.base_dir)
+        source = TableInput(table, art.source, det, None if kind == "auto" else kind)
+    if device is None:
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    encoder = load_encoder(model_name, device)
+    params = {"model": model_name, "model_id": encoder.model_id, "dim": min(dim or encoder.dim, encoder.dim),
+              "kind": source.kind, "shard": shard}
+    manifest = make_manifest("embed", params, inputs=[p for p in (input_path, detections) if p])
+    stats = embed_to_parquet(source, encoder, output, batch_size=batch_size, dim=dim, shard=shard_t, resume=resume,
+                             overwrite=overwrite, manifest=manifest, quiet=quiet)
+    summary = {"model": f"{model_name} ({encoder.model_id}), dim {params['dim']}",
+               "rows": f"{stats.rows_in} in shard" if shard_t else f"{stats.rows_in} in",
+               "embedded": f"{stats.ok} ok, {stats.errors} error(s)" + (f", {stats.skipped_done} already done" if stats.skipped_done else ""),
+               "time": f"{stats.seconds:.1f} s ({(stats.ok + stats.errors) / max(stats.seconds, 1e-9):.1f} {source.kind}s/s)"}
+    if stats.first_errors:
+        summary["first errors"] = " | ".join(stats.first_errors)
+    echo_summary(f"moon embed: wrote {output}", summary)

@@ -1,0 +1,1 @@
+"""`moon index` / `moon search`: a LanceDB table of embeddings with cosine search."""

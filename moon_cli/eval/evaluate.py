@@ -1,0 +1,119 @@
+"""`moon evaluate`: the MBE-style tasks for one model — retrieval (image / text / multimodal / product
+queries against the gallery) and zero-shot classification and attribute prediction (nearest label text).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from moon_cli.data.products import crop_lookup, product_record, query_record
+from moon_cli.embed.encoders import Encoder
+from moon_cli.eval.bench import RETRIEVAL_TASKS, Bench
+from moon_cli.eval.metrics import recall_curve, retrieval_metrics, target_ranks
+
+
+def encode_all(encoder: Encoder, items: list[dict], kind: str, batch_size: int, desc: str, quiet: bool):
+    """(N, D) vectors (zero rows where an item failed), the ok mask, and the first error."""
+    vectors = torch.zeros((len(items), encoder.dim))
+    ok = np.zeros(len(items), dtype=bool)
+    first_error = None
+    for s in tqdm(range(0, len(items), batch_size), desc=desc, file=sys.stderr, disable=quiet, leave=False):
+        enc = encoder.encode(items[s:s + batch_size], kind)
+        if enc.ok:
+            vectors[[s + i for i in enc.ok]] = enc.vectors
+            ok[[s + i for i in enc.ok]] = True
+        if enc.errors and first_error is None:
+            first_error = next(iter(enc.errors.values()))
+    return vectors, ok, first_error
+
+
+def _hidden_labels(product: dict) -> dict:
+    """Zero-shot: the product is seen through its photos and title only."""
+    return {**product, "category_path": [], "attributes": []}
+
+
+def _classify(vectors: torch.Tensor, ok: np.ndarray, labels: list[str], truth: list[str | None], encoder: Encoder,
+              batch_size: int) -> dict | None:
+    """Accuracy of picking the true label by cosine among ``labels`` (rows without a truth are left out)."""
+    lab_vecs, lab_ok, _ = encode_all(encoder, [{"id": f"label {t}", "text": t} for t in labels], "query",
+                                     batch_size, "labels", True)
+    if not lab_ok.any():
+        return None  # the model cannot read label text (an image-only baseline)
+    keep = np.array([t is not None and t in labels for t in truth])
+    if not keep.any():
+        return None
+    pred = (vectors @ lab_vecs.T).argmax(1).numpy()  # (N,)
+    target = np.array([labels.index(t) if t in labels else -1 for t in truth])
+    correct = (pred == target) & ok  # a product that failed to encode counts as wrong
+    return {"accuracy": float(correct[keep].mean()), "n": int(keep.sum()), "classes": len(labels)}
+
+
+def evaluate(bench: Bench, encoder: Encoder, detections=None, batch_size: int = 16, quiet: bool = False) -> dict:
+    started = time.perf_counter()
+    crops = crop_lookup(detections)
+    gallery_items = [product_record(r, crops) for r in bench.gallery.to_pylist()]
+    gallery, gallery_ok, gallery_err = encode_all(encoder, gallery_items, "product", batch_size, "gallery", quiet)
+    row_of = {p["item_id"]: i for i, p in enumerate(gallery_items)}
+    results: dict = {"retrieval": {}, "classification": {}, "attributes": {}, "notes": []}
+    if not gallery_ok.all():
+        results["notes"].append(f"{int((~gallery_ok).sum())} gallery product(s) failed to encode: {gallery_err}")
+
+    for task, (_, kind) in RETRIEVAL_TASKS.items():
+        table = bench.tasks.get(task)
+        if table is None:
+            continue
+        rows = [r for r in table.to_pylist() if r["item_id"] in row_of]
+        items = [query_record(r) if kind == "query" else product_record(r, {}) for r in rows]
+        vecs, ok, err = encode_all(encoder, items, kind, batch_size, task, quiet)
+        if not ok.any():
+            results["retrieval"][task] = {"n": len(rows), "n/a": f"the model cannot encode these queries ({err})"}
+            continue
+        targets = torch.tensor([row_of[r["item_id"]] for r in rows])
+        ranks = target_ranks(vecs, gallery, targets)
+        ranks[~ok] = len(gallery_items)  # a query that failed to encode finds nothing
+        metrics = retrieval_metrics(ranks)
+        results["retrieval"][task] = {**metrics, "n": len(rows), "errors": int((~ok).sum()),
+                                      "curve": recall_curve(ranks, 50)}
+
+    if "classification" in bench.tasks:
+        rows = bench.tasks["classification"].to_pylist()
+        vecs, ok, _ = encode_all(encoder, [_hidden_labels(product_record(r, {})) for r in rows], "product",
+                                 batch_size, "classification", quiet)
+        for level, labels in enumerate(bench.category_levels):
+            truth = [(r["category_path"] or [None] * (level + 1))[level] if len(r["category_path"] or []) > level
+                     else None for r in rows]
+            res = _classify(vecs, ok, labels, truth, encoder, batch_size)
+            results["classification"][f"level{level + 1}"] = res or {"n/a": "the model cannot encode label text"}
+
+    if "attributes" in bench.tasks:
+        rows = bench.tasks["attributes"].to_pylist()
+        vecs, ok, _ = encode_all(encoder, [_hidden_labels(product_record(r, {})) for r in rows], "product",
+                                 batch_size, "attributes", quiet)
+        for name, values in bench.attribute_values.items():
+            truth = [next((f"{name}: {a['value']}" for a in (r["attributes"] or []) if a and a["name"] == name), None)
+                     for r in rows]
+            res = _classify(vecs, ok, [f"{name}: {v}" for v in values], truth, encoder, batch_size)
+            results["attributes"][name] = res or {"n/a": "the model cannot encode label text"}
+
+    results["seconds"] = time.perf_counter() - started
+    results["gallery"] = len(gallery_items)
+    return results
+
+
+def headline(results: dict) -> dict[str, float | None]:
+    """One number per paper column: Recall@10 per retrieval task, mean accuracy for the label tasks."""
+    out: dict[str, float | None] = {}
+    for task in RETRIEVAL_TASKS:
+        r = results["retrieval"].get(task)
+        if r is not None:
+            out[task] = r.get("recall@10")
+    for group in ("classification", "attributes"):
+        accs = [v["accuracy"] for v in results[group].values() if "accuracy" in v]
+        if results[group]:
+            out[group] = float(np.mean(accs)) if accs else None
+    return out

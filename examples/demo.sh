@@ -33,7 +33,8 @@ moon index "$run/catalog_embeddings.parquet" -o "$run/index" --overwrite
 query=$(moon inspect "$w/bench/text_queries.parquet" --head 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["head"][0]["query_text"])')
 echo "search: \"$query\"" >&2
 moon search "$run/index" -m "$run/model" --text "$query" -k 3 \
-  | python3 -c 'import json,sys; [print(f"  {h[\"score\"]:.3f}  {h[\"id\"]}  {h[\"title\"]}") for h in map(json.loads, sys.stdin)]' >&2
+  | python3 -c 'import json, sys
+for h in map(json.loads, sys.stdin): print("  %.3f  %s  %s" % (h["score"], h["id"], h.get("title")))' >&2
 echo "== 6. evaluate on the bench: trained vs untrained vs pretrained baselines" >&2
 others=()
 moon evaluate "$w/bench" -m tiny --label untrained --detections "$run/detections.parquet" -o "$run/eval/untrained" --overwrite --quiet >/dev/null

@@ -49,7 +49,7 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
     from moon_cli.embed.inputs import FolderInput, TableInput
     from moon_cli.embed.run import embed_to_parquet
     from moon_cli.errors import MoonError
-    from moon_cli.io import is_stdio, make_manifest, read_table
+    from moon_cli.io import is_stdio, make_manifest, read_table, resolve_paths
 
     shard_t = _shard(shard)
     if output.exists() and not (resume or overwrite):
@@ -61,8 +61,6 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
             raise MoonError("--kind query: a folder is read as product photos; give a queries Parquet instead")
     else:
         art = read_table(input_path)
-        from moon_cli.io import resolve_paths
-
         table = resolve_paths(art.table, [c for c in ("image_paths", "query_image", "image_path")
                                           if c in art.table.column_names], art.base_dir)
         source = TableInput(table, art.source, det, None if kind == "auto" else kind)

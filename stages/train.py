@@ -1,7 +1,6 @@
 """`moon train`: contrastive post-training (query → purchased product) or catalogue pre-training of MOON."""
 
 import json
-import shutil
 from pathlib import Path
 
 import click

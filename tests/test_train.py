@@ -1,5 +1,4 @@
 import json
-import shutil
 
 import pyarrow.parquet as pq
 import pytest

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import torch
 
-from moon_cli.errors import MoonError
 from moon_cli.model.images import InputError
 
 

@@ -62,7 +62,7 @@ def _done_ids(paths: list[Path], model_id: str) -> set[str]:
     return done
 
 
-def _record_batch(items: list[EmbedItem], enc, dim: int, source, kind: str) -> tuple[pa.Table, int]:
+def _record_batch(items: list[EmbedItem], enc, dim: int, source) -> tuple[pa.Table, int]:
     n = len(items)
     vecs = np.zeros((n, dim), dtype=np.float32)
     status, error = ["ok"] * n, [None] * n
@@ -124,7 +124,7 @@ def embed_to_parquet(source, encoder: Encoder, output: Path, *, batch_size: int 
         nonlocal pending, buffered
         enc = encoder.encode([it.item for it in pending], source.kind)
         enc.vectors = truncate(enc.vectors, out_dim)
-        table, n_err = _record_batch(pending, enc, out_dim, source, source.kind)
+        table, n_err = _record_batch(pending, enc, out_dim, source)
         stats.ok += len(pending) - n_err
         stats.errors += n_err
         stats.first_errors += list(enc.errors.values())[: max(0, 3 - len(stats.first_errors))]

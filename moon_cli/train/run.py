@@ -134,8 +134,8 @@ def run_training(cfg: TrainConfig, req: TrainRequest) -> dict:
             torch.cuda.set_device(device)
         if req.bf16_auto:
             cfg.bf16 = device.type == "cuda"
+        data = _load_data(cfg, req)  # bad inputs fail before the output directory is created
         resume_from = _prepare_output(req, info)
-        data = _load_data(cfg, req)
         record = {"train": asdict(cfg), "model": req.model, "inputs": _inputs(req)}
         if req.resume:
             _check_same_run(req.output, record)

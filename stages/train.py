@@ -47,15 +47,17 @@ def _mix(text: str) -> dict[str, float]:
               help="JSON of model-config overrides for a new model, e.g. {\"moe\": {\"num_experts\": 8}}.")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=16, show_default=True, help="Queries per step per process.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Peak learning rate [default: 2e-4; 1e-3 for the random-init tiny preset].")
 @click.option("--temperature", type=click.FloatRange(min=0.005, max=1.0), default=0.05, show_default=True,
               help="Initial InfoNCE temperature.")
 @click.option("--fixed-temperature", is_flag=True, help="Keep the temperature fixed (default: learnable).")
 @click.option("--hard-negatives", type=click.IntRange(min=0), default=1, show_default=True,
               help="Hard negatives per query per step, drawn from --negatives.")
 @click.option("--no-hard-negatives", is_flag=True, help="Ablation: ignore --negatives.")
-@click.option("--queue-size", type=click.IntRange(min=0), default=512, show_default=True,
-              help="Product embeddings kept from earlier steps as negatives (temporal).")
+@click.option("--queue-size", type=click.IntRange(min=0), default=None,
+              help="Product embeddings kept from earlier steps as negatives (temporal) [default: 512; 0 for the "
+                   "random-init tiny preset, whose fast-moving embeddings go stale in the queue].")
 @click.option("--no-queue", is_flag=True, help="Ablation: no queue of earlier steps' products.")
 @click.option("--no-gather", is_flag=True, help="Ablation: no products gathered from other processes (spatial).")
 @click.option("--no-moe", is_flag=True, help="Ablation: plain FFNs instead of the guided mixture of experts.")
@@ -89,8 +91,12 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
 
     if objective == "posttrain" and not pairs:
         raise MoonError("moon train: PAIRS is required for --objective posttrain (or use --objective pretrain)")
-    from moon_cli.train.run import TrainRequest, run_training
+    from moon_cli.train.run import TrainRequest, recipe_defaults, run_training
     from moon_cli.train.trainer import TrainConfig
+
+    recipe = recipe_defaults(model_name)
+    lr = recipe.get("lr", TrainConfig.lr) if lr is None else lr
+    queue_size = recipe.get("queue_size", TrainConfig.queue_size) if queue_size is None else queue_size
 
     cfg = TrainConfig(objective=objective, steps=steps, batch_size=batch_size, lr=lr, temperature=temperature,
                       learn_temperature=not fixed_temperature, hard_negatives=hard_negatives,

@@ -14,7 +14,7 @@ from moon_cli.model.moe import RoutingContext
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return MoonModel.from_preset("tiny").eval()
+    return MoonModel.from_preset("tiny", MoonConfig()).eval()  # the general defaults: up to 4 photos a product
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +44,16 @@ def test_padding_invariance(model, products):
     assert len(set(lengths)) > 1, "the batch must actually need padding"
     batched = model.encode_products(products, batch_size=8)
     torch.testing.assert_close(alone[0], batched[0], atol=1e-5, rtol=0)
+
+
+def test_random_init_preset_keeps_which_words_a_text_holds(model):
+    """The preset's unit-scale token embeddings: before any training, a query is nearer the product text
+    that shares its words (untrained retrieval starts above chance instead of from a collapsed space)."""
+    titles = ["red ceramic mug", "blue cotton tee", "green yoga mat", "black leather wallet", "white desk lamp"]
+    products = [dict(item_id=str(i), title=t, category_path=[], attributes=[], images=[]) for i, t in enumerate(titles)]
+    queries = [{"text": t.split()[1] + " " + t.split()[2]} for t in titles]
+    scores = model.encode_queries(queries) @ model.encode_products(products).T  # (5, 5)
+    assert (scores.argmax(1) == torch.arange(len(titles))).all()
 
 
 def test_many_to_one_products_and_every_query_modality(model, world_template):

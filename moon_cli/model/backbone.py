@@ -34,6 +34,16 @@ PRESETS = {
         vision=dict(depth=4, hidden_size=192, intermediate_size=384, num_heads=3, out_hidden_size=256,
                     window_size=112, fullatt_block_indexes=[3]),
         vocab_size=1024,
+        # Token embeddings at unit scale, not the 0.02 of a pretrained model's init: a random-init stack then
+        # starts as a bag of token vectors (mean pooling keeps which words a text holds) instead of
+        # collapsing every sequence onto one direction, which contrastive training on CPU cannot undo fast.
+        embedding_std=1.0,
+        # one photo (+ its crop) per product: visual tokens dominate the cost on CPU (4 photos ran ~2× slower)
+        input=dict(max_images=1),
+        # `moon train` defaults for a random-init model. Measured on the demo world: a 1e-3 rate learns in
+        # minutes where 2e-4 barely moves; the queue of earlier steps' embeddings makes the loss climb back
+        # to chance (the fast-moving model leaves them stale), so it is opt-in here.
+        train=dict(lr=1e-3, queue_size=0),
     ),
     "qwen2.5-vl-3b-shape": dict(
         text=dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
@@ -64,6 +74,19 @@ def preset_backbone_config(name: str, tokenizer):
         image_token_id=ids["img"], video_token_id=ids["vid"], vision_start_token_id=ids["vs"],
         vision_end_token_id=ids["ve"],
     )
+
+
+def init_preset_weights(model, name: str) -> None:
+    """Preset-specific initialisation on top of the Hugging Face default (see ``embedding_std``)."""
+    std = PRESETS[name].get("embedding_std")
+    if std is None:
+        return
+    with torch.no_grad():
+        model.get_input_embeddings().weight.normal_(0.0, std)
+        # visual tokens at the same scale as text tokens, so neither drowns the other in the residual stream
+        out = model.visual.merger.mlp[-1]
+        out.weight.normal_(0.0, std / out.in_features ** 0.5 * 2.0)  # ×2: GELU halves the input's spread
+        out.bias.zero_()
 
 
 def build_from_config(hf_config, attn_implementation: str = "sdpa", dtype: str = "float32"):

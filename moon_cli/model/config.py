@@ -92,6 +92,14 @@ class MoonConfig:
             raise MoonError(f"{path}: cannot read the model config ({exc})") from None
         return cls.from_dict(data, str(path))
 
+    @classmethod
+    def for_backbone(cls, name: str) -> "MoonConfig":
+        """The defaults, with a random-init preset's own input settings (see ``backbone.PRESETS``)."""
+        from moon_cli.model.backbone import PRESETS
+
+        preset = PRESETS.get(name, {})
+        return cls().updated({"input": preset["input"]}) if "input" in preset else cls()
+
     def updated(self, overrides: dict) -> "MoonConfig":
         """A copy with nested overrides applied, e.g. ``{"moe": {"enabled": False}}``."""
         data = self.to_dict()

@@ -88,7 +88,7 @@ class MoonModel(nn.Module):
         """A random-init model of the real architecture (deterministic for ``seed``)."""
         from moon_cli.model.tokenizer import build_tiny_tokenizer
 
-        config = config or MoonConfig()
+        config = config or MoonConfig.for_backbone(name)
         config.backbone.name = name
         config.backbone.family = "qwen2_5_vl"
         tokenizer = build_tiny_tokenizer()
@@ -96,6 +96,7 @@ class MoonModel(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             backbone = bb.build_from_config(hf_config, config.backbone.attn_implementation, config.backbone.dtype)
+            bb.init_preset_weights(backbone, name)
             processor = MoonProcessor(tokenizer, MoonProcessor.image_processor_for(config.input, hf_config.vision_config),
                                       config.input)
             return cls(config, backbone, processor)
@@ -121,7 +122,7 @@ class MoonModel(nn.Module):
         """Load a MOON checkpoint directory, a preset name, or a Qwen2-VL-family hub id / local path."""
         source = str(source)
         if source in bb.PRESETS:
-            config = MoonConfig().updated(config_overrides) if config_overrides else None
+            config = MoonConfig.for_backbone(source).updated(config_overrides or {})
             return cls.from_preset(source, config)
         ckpt = Path(source)
         if (ckpt / "config.json").is_file() and (ckpt / WEIGHTS).is_file() and _is_moon_config(ckpt / "config.json"):

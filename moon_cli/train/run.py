@@ -33,6 +33,21 @@ class TrainRequest:
     stop_at_step: int | None = None
 
 
+def recipe_defaults(model: str) -> dict:
+    """Training defaults that depend on the model: a random-init preset's own (``backbone.PRESETS``), for the
+    preset itself or a checkpoint trained from it; nothing for a pretrained backbone."""
+    from moon_cli.model import backbone as bb
+
+    name = model
+    config = Path(model) / "config.json"
+    if model not in bb.PRESETS and config.is_file():
+        try:
+            name = json.loads(config.read_text()).get("backbone", {}).get("name", model)
+        except (OSError, json.JSONDecodeError, AttributeError):
+            pass  # not a MOON checkpoint: loading the model reports it properly
+    return dict(bb.PRESETS.get(name, {}).get("train", {}))
+
+
 def _prepare_output(req: TrainRequest, info: DistInfo) -> Path | None:
     """Refuse to clobber another run; return the checkpoint to resume from (if any)."""
     out = req.output
@@ -109,7 +124,7 @@ def _build_model(cfg: TrainConfig, req: TrainRequest, device: torch.device, resu
     torch.manual_seed(cfg.seed)  # LoRA / expert init identical on every rank
     is_new = req.model in bb.PRESETS or not (Path(req.model) / "model.safetensors").is_file()
     if is_new:
-        config = MoonConfig().updated(overrides) if overrides else None
+        config = MoonConfig.for_backbone(req.model).updated(overrides)
         model = (MoonModel.from_preset(req.model, config, seed=cfg.seed) if req.model in bb.PRESETS
                  else MoonModel.from_pretrained(req.model, overrides))
     else:

@@ -2,11 +2,11 @@
 # The main job on the embedded default: the whole MOON pipeline on a synthetic marketplace, tiny model, CPU.
 #   synth → detect-train → detect → mine-pairs → sample-negatives → train → embed → index → search → evaluate
 # Usage: examples/demo.sh [RUN_DIR]   (moon must be on PATH; `make demo` arranges that)
-# Knobs (environment): PRODUCTS (600), STEPS (150), SEED (0).
+# Knobs (environment): PRODUCTS (600), STEPS (120), SEED (0).
 set -euo pipefail
 run=${1:-runs/demo}
 products=${PRODUCTS:-600}
-steps=${STEPS:-150}
+steps=${STEPS:-120}
 seed=${SEED:-0}
 w="$run/world"
 mkdir -p "$run"
@@ -22,10 +22,10 @@ moon mine-pairs "$w/behavior.parquet" --catalog "$w/catalog.parquet" -o "$run/pa
 moon sample-negatives "$run/pairs.parquet" --catalog "$w/catalog.parquet" -o "$run/negatives.parquet" \
   --per-pair 8 --overwrite
 moon inspect "$run/negatives.parquet" --contract negatives --head 1 >&2
-echo "== 4. post-training (InfoNCE + hard negatives + queue + guided MoE)" >&2
+echo "== 4. post-training (InfoNCE over in-batch + same-category hard negatives, guided MoE)" >&2
 moon train "$run/pairs.parquet" --catalog "$w/catalog.parquet" --negatives "$run/negatives.parquet" \
-  --detections "$run/detections.parquet" -o "$run/model" --steps "$steps" --batch-size 16 \
-  --val-every 100 --checkpoint-every 100 --seed "$seed" --overwrite --quiet
+  --detections "$run/detections.parquet" -o "$run/model" --steps "$steps" --batch-size 32 \
+  --val-every 60 --checkpoint-every 60 --seed "$seed" --overwrite --quiet
 echo "== 5. embed the catalogue, index it, search it" >&2
 moon embed "$w/catalog.parquet" -m "$run/model" --detections "$run/detections.parquet" \
   -o "$run/catalog_embeddings.parquet" --overwrite --quiet

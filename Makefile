@@ -38,15 +38,23 @@ bench-model: $(STAMP) ## benchmark tiny-model products/s and queries/s vs the ma
 	@test -d $(RUNS)/demo/world || $(BIN)/moon synth $(RUNS)/demo/world --products 300 --seed 0 --quiet
 	$(BIN)/python benchmarks/bench_model.py $(RUNS)/demo/world
 
-bench-data: $(STAMP) ## benchmark mine-pairs (10 M events), detect, sample-negatives (needs pandas; runs make demo first)
-	$(BIN)/pip install --quiet pandas
+$(VENV)/.bench: $(VENV)/.baselines
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[bench]' && touch $@
+
+bench-data: $(VENV)/.bench ## benchmark mine-pairs (10 M events), detect, sample-negatives vs sentence-transformers (runs make demo first)
 	$(BIN)/python benchmarks/bench_mine_pairs.py --dir $(RUNS)/bench-mine
 	@test -f $(RUNS)/demo/detector/weights.pt || $(MAKE) demo
 	$(BIN)/python benchmarks/bench_detect.py $(RUNS)/demo/world $(RUNS)/demo/detector
 	$(BIN)/python benchmarks/bench_negatives.py
 
+bench-serve: $(VENV)/.bench ## benchmark embed (vs a per-item loop, roofline), index (1 M × 256 vs exact numpy), train (GradCache memory, throughput)
+	@test -f $(RUNS)/demo/pairs.parquet || $(MAKE) demo
+	$(BIN)/python benchmarks/bench_embed.py $(RUNS)/demo/world
+	$(BIN)/python benchmarks/bench_index.py
+	$(BIN)/python benchmarks/bench_train.py $(RUNS)/demo/pairs.parquet $(RUNS)/demo/world/catalog.parquet
+
 clean: ## remove runs/ and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
-.PHONY: help install baselines demo test bench-synth bench-model bench-data clean
+.PHONY: help install baselines demo test bench-synth bench-model bench-data bench-serve clean

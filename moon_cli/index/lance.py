@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from moon_cli.errors import MoonError
 
-os.environ.setdefault("LANCE_LOG", "error")  # lance's Rust logger: warnings about new datasets are noise here
+os.environ.setdefault("LANCEDB_LOG", "error")  # LanceDB's Rust logger: warnings about new datasets are noise here
 
 TABLE = "items"
 INFO = "moon_index.json"

@@ -205,3 +205,19 @@ def test_torchrun_two_processes_gather_each_others_products(train_inputs, tmp_pa
     steps = [rec for rec in log_of(out) if "loss" in rec]
     assert [rec["gathered"] for rec in steps] == [4, 4]  # the other rank's 4 positives joined the pool
     assert all(rec["pool"] == 8 for rec in steps)
+
+
+def test_recipe_defaults_follow_the_backbone_through_checkpoints(tmp_path):
+    from moon_cli.model.config import MoonConfig
+    from moon_cli.train.run import recipe_defaults
+
+    tiny = recipe_defaults("tiny")
+    assert tiny["queue_size"] == 0 and tiny["lr"] > 2e-4  # random init: no stale queue, a faster rate
+    ckpt = tmp_path / "pretrained-from-tiny"
+    ckpt.mkdir()
+    MoonConfig.for_backbone("tiny").save(ckpt / "config.json")
+    assert recipe_defaults(str(ckpt)) == tiny  # continuing a tiny run keeps its recipe
+    hub = MoonConfig()
+    hub.backbone.name = "Qwen/Qwen2.5-VL-3B-Instruct"
+    hub.save(ckpt / "config.json")
+    assert recipe_defaults(str(ckpt)) == {} and recipe_defaults("Qwen/Qwen2.5-VL-3B-Instruct") == {}

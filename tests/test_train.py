@@ -151,6 +151,17 @@ def test_existing_run_is_refused_without_resume_or_overwrite(train_inputs, tmp_p
     assert r.exit_code != 0 and "steps" in r.output  # a different run is not silently continued
 
 
+def test_a_model_that_cannot_load_leaves_no_output(train_inputs, tmp_path):
+    broken = tmp_path / "broken-ckpt"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    (broken / "model.safetensors").write_bytes(b"")
+    out = tmp_path / "ckpt"
+    r = run_moon(*train_args(train_inputs, out, "--steps", 1, "-m", str(broken)))
+    assert r.exit_code != 0 and "broken-ckpt" in r.output and "Traceback" not in r.output
+    assert not out.exists()
+
+
 def test_bad_rows_are_counted_and_skipped(train_inputs, tmp_path):
     pairs = pq.read_table(train_inputs["pairs"])
     rows = pairs.to_pylist()

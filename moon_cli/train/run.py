@@ -48,8 +48,8 @@ def recipe_defaults(model: str) -> dict:
     return dict(bb.PRESETS.get(name, {}).get("train", {}))
 
 
-def _prepare_output(req: TrainRequest, info: DistInfo) -> Path | None:
-    """Refuse to clobber another run; return the checkpoint to resume from (if any)."""
+def _check_output(req: TrainRequest) -> Path | None:
+    """Refuse to clobber another run; return the checkpoint to resume from (if any). No side effects."""
     out = req.output
     if out.exists() and not out.is_dir():
         raise MoonError(f"{out}: exists and is not a directory")
@@ -57,14 +57,18 @@ def _prepare_output(req: TrainRequest, info: DistInfo) -> Path | None:
     if occupied and not (req.resume or req.overwrite):
         raise MoonError(f"{out}: holds another run (checkpoints or a model); pass --resume to continue it "
                         f"or --overwrite to start over")
-    resume_from = latest_checkpoint(out) if (req.resume and out.is_dir()) else None
+    return latest_checkpoint(out) if (req.resume and out.is_dir()) else None
+
+
+def _create_output(req: TrainRequest, info: DistInfo) -> None:
+    out = req.output
+    occupied = out.is_dir() and any(p for p in out.iterdir() if not p.name.startswith("."))
     barrier(info)
     if info.is_main:
         if occupied and req.overwrite and not req.resume:
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
     barrier(info)
-    return resume_from
 
 
 def _inputs(req: TrainRequest) -> dict:
@@ -149,14 +153,16 @@ def run_training(cfg: TrainConfig, req: TrainRequest) -> dict:
             torch.cuda.set_device(device)
         if req.bf16_auto:
             cfg.bf16 = device.type == "cuda"
-        data = _load_data(cfg, req)  # bad inputs fail before the output directory is created
-        resume_from = _prepare_output(req, info)
+        # bad inputs or a bad model fail before the output directory is created or touched
+        data = _load_data(cfg, req)
+        resume_from = _check_output(req)
         record = {"train": asdict(cfg), "model": req.model, "inputs": _inputs(req)}
         if req.resume:
             _check_same_run(req.output, record)
-        elif info.is_main:
-            (req.output / RUN).write_text(json.dumps(record, indent=2) + "\n")
         model = _build_model(cfg, req, device, resume_from)
+        _create_output(req, info)
+        if not req.resume and info.is_main:
+            (req.output / RUN).write_text(json.dumps(record, indent=2) + "\n")
         trainer = Trainer(cfg, model, data, req.output, info, record["inputs"], quiet=req.quiet)
         if resume_from is not None:
             trainer.load_state(resume_from)

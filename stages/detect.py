@@ -22,7 +22,8 @@ def detect(input_path, output, weights, crops_dir, conf, batch_size, overwrite, 
     """Detect the core product in every image of INPUT.
 
     INPUT is a folder (searched recursively for jpg, png, webp, ...), a catalogue Parquet (its
-    image_paths), a table with an image_path column, or - (such a table on stdin). One row per image:
+    image_paths), queries or pairs (their query_image: crops for image search queries), a table with an
+    image_path column, or - (such a table on stdin). One row per image:
     image_path, bbox, score, crop_path, status (ok / no_detection / error), error. Unreadable images
     get status=error and the run goes on.
     """
@@ -39,7 +40,7 @@ def detect(input_path, output, weights, crops_dir, conf, batch_size, overwrite, 
         paths = iter_folder_images(Path(input_path))
     else:
         art = read_table(input_path)
-        table = resolve_paths(art.table, ("image_paths", "image_path"), art.base_dir)
+        table = resolve_paths(art.table, ("image_paths", "image_path", "query_image"), art.base_dir)
         paths = iter_table_images(table, art.source)
     detector, imgsz = load_detector(Path(weights))
     crops = crops_dir or (Path.cwd() / "crops" if is_stdio(output) else Path(output).resolve().parent / "crops")

@@ -169,7 +169,7 @@ def test_bad_rows_are_counted_and_skipped(train_inputs, tmp_path):
     rows[0]["split"] = "train"
     broken_image = tmp_path / "broken.jpg"
     broken_image.write_bytes(b"\xff\xd8\xff not really a jpeg")
-    image_rows = [i for i, r in enumerate(rows) if r["query_image"] and r["split"] == "train"]
+    image_rows = [i for i, r in enumerate(rows) if r["query_modality"] == "image" and r["split"] == "train"]
     for i in image_rows[:3]:
         rows[i]["query_image"] = str(broken_image)
     path = tmp_path / "pairs.parquet"

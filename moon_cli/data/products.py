@@ -38,7 +38,11 @@ def text_only(product: dict) -> dict:
     return {**product, "images": [], "crops": []}
 
 
-def query_record(row: dict) -> dict:
-    """A pairs / queries row as the model's query dict."""
-    return {"id": row.get("query_id") or row.get("pair_id"), "text": row.get("query_text"),
-            "image": row.get("query_image")}
+def query_record(row: dict, crops: dict[str, str] | None = None) -> dict:
+    """A pairs / queries row as the model's query dict; ``crop`` is the query photo's core product, if detected.
+
+    A shopper's photo shows the product small, among clutter: the crop is what image search most needs.
+    """
+    image = row.get("query_image")
+    return {"id": row.get("query_id") or row.get("pair_id"), "text": row.get("query_text"), "image": image,
+            "crop": (crops or {}).get(image) if image else None}

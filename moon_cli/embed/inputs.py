@@ -93,7 +93,7 @@ class TableInput:
                 rid = rec.get(self.id_col)
                 if rid is not None:
                     item = (product_record({**rec, "item_id": rid}, self.crops) if self.kind == "product"
-                            else query_record({**rec, "query_id": rid}))
+                            else query_record({**rec, "query_id": rid}, self.crops))
                     yield EmbedItem(str(rid), item, row)
                 row += 1
 

@@ -68,7 +68,7 @@ def evaluate(bench: Bench, encoder: Encoder, detections=None, batch_size: int = 
         if table is None:
             continue
         rows = [r for r in table.to_pylist() if r["item_id"] in row_of]
-        items = [query_record(r) if kind == "query" else product_record(r, {}) for r in rows]
+        items = [query_record(r, crops) if kind == "query" else product_record(r, crops) for r in rows]
         vecs, ok, err = encode_all(encoder, items, kind, batch_size, task, quiet)
         if not ok.any():
             results["retrieval"][task] = {"n": len(rows), "n/a": f"the model cannot encode these queries ({err})"}

@@ -140,6 +140,8 @@ class MoonProcessor:
         seq = Sequence()
         if image is not None:
             self._image(seq, load_image(image, owner, "image"), TokenType.IMAGE)
+            if self.cfg.use_crops and query.get("crop") is not None:
+                self._image(seq, load_image(query["crop"], owner, "crop"), TokenType.CROP)
         if isinstance(text, str) and text.strip():
             seq.add(self._text("query:"), TokenType.OTHER)
             seq.add(self._text(" " + text.strip(), self.cfg.max_text_tokens), TokenType.QUERY_TEXT)

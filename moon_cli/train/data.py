@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from moon_cli.data.products import product_records, query_record, text_only
+from moon_cli.data.products import crop_lookup, product_records, query_record, text_only
 from moon_cli.errors import MoonError
 from moon_cli.model.images import InputError
 from moon_cli.model.processor import MoonProcessor, Sequence
@@ -63,6 +63,7 @@ def _split_val(examples: list[Example], fraction: float, max_val: int, seed: int
 def build_posttrain_data(pairs: pa.Table, catalog: pa.Table, detections: pa.Table | None,
                          negatives: pa.Table | None, val_fraction: float, max_val: int, seed: int) -> TrainData:
     products = product_records(catalog, detections)
+    crops = crop_lookup(detections)
     item_ids = [p["item_id"] for p in products]
     row_of = {item: i for i, item in enumerate(item_ids)}
     neg_of: dict[str, list[int]] = {}
@@ -78,7 +79,7 @@ def build_posttrain_data(pairs: pa.Table, catalog: pa.Table, detections: pa.Tabl
         if row["item_id"] not in row_of:
             counts["item not in catalogue"] += 1
             continue
-        query = query_record(row)
+        query = query_record(row, crops)
         key = f"{row['query_text'] or ''}\x1f{row['query_image'] or ''}"
         examples.append(Example(query, row_of[row["item_id"]], row["query_modality"], key, neg_of.get(row["pair_id"], [])))
     if not examples:

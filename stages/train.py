@@ -61,6 +61,8 @@ def _mix(text: str) -> dict[str, float]:
 @click.option("--no-queue", is_flag=True, help="Ablation: no queue of earlier steps' products.")
 @click.option("--no-gather", is_flag=True, help="Ablation: no products gathered from other processes (spatial).")
 @click.option("--no-moe", is_flag=True, help="Ablation: plain FFNs instead of the guided mixture of experts.")
+@click.option("--arch", type=click.Choice(["moon", "dual"]), default="moon", show_default=True,
+              help="dual: the CLIP-style baseline (separate image and text towers, one photo, no crops, no MoE).")
 @click.option("--matryoshka", default=None, help="Also train these embedding prefix sizes, e.g. 64,128.")
 @click.option("--grad-cache", is_flag=True, help="Chunked GradCache step: a large batch in bounded memory, same gradients.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=8, show_default=True, help="Sequences per GradCache chunk.")
@@ -78,7 +80,7 @@ def _mix(text: str) -> dict[str, float]:
 @quiet_option
 def train(pairs, catalog, output, objective, negatives, detections, no_crops, model_name, config_file, steps, batch_size,
           lr, temperature, fixed_temperature, hard_negatives, no_hard_negatives, queue_size, no_queue, no_gather,
-          no_moe, matryoshka, grad_cache, chunk_size, modality_mix, val_every, val_fraction, checkpoint_every, bf16,
+          no_moe, arch, matryoshka, grad_cache, chunk_size, modality_mix, val_every, val_fraction, checkpoint_every, bf16,
           gradient_checkpointing, seed, resume, stop_at_step, overwrite, quiet):
     """Train MOON on PAIRS (from `moon mine-pairs`) and the catalogue; write a checkpoint directory.
 
@@ -107,7 +109,7 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
                       bf16=bool(bf16), gradient_checkpointing=gradient_checkpointing, seed=seed)
     overrides = json.loads(config_file.read_text()) if config_file else {}
     request = TrainRequest(pairs=pairs, catalog=catalog, output=output, negatives=negatives, detections=detections,
-                           use_crops=not no_crops, use_moe=not no_moe, model=model_name, config_overrides=overrides,
+                           use_crops=not no_crops, use_moe=not no_moe, arch=arch, model=model_name, config_overrides=overrides,
                            bf16_auto=bf16 is None, resume=resume, overwrite=overwrite, quiet=quiet,
                            stop_at_step=stop_at_step)
     summary = run_training(cfg, request)

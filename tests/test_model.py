@@ -216,3 +216,48 @@ def test_unknown_preset_and_foreign_backbones_list_what_is_supported(tmp_path):
         MoonModel.from_pretrained(tmp_path / "bert")
     with pytest.raises(MoonError, match="does not exist"):
         MoonModel.from_pretrained(tmp_path / "nope")
+
+
+def test_a_query_photo_gets_its_core_product_crop_beside_it(model, world_template):
+    img = sorted((world_template / "images").glob("*.jpg"))
+    plain = model.processor.encode_query({"image": img[0]})
+    cropped = model.processor.encode_query({"image": img[0], "crop": img[1]})
+    assert plain.types.count(TokenType.CROP) == 0 and cropped.types.count(TokenType.CROP) > 0
+    assert len(cropped.grids) == 2
+    no_crops = MoonModel.from_preset("tiny", MoonConfig().updated({"input": {"use_crops": False}}))
+    assert no_crops.processor.encode_query({"image": img[0], "crop": img[1]}).types.count(TokenType.CROP) == 0
+
+
+@pytest.fixture(scope="module")
+def dual():
+    config = MoonConfig().updated({"backbone": {"arch": "dual"}, "moe": {"enabled": False},
+                                   "input": {"use_crops": False, "max_images": 1}})
+    return MoonModel.from_preset("tiny", config, seed=1).eval()
+
+
+def test_dual_encoder_towers_never_see_each_other(dual, world_template):
+    img = sorted((world_template / "images").glob("*.jpg"))
+    both, text, image = dual.encode_queries([{"text": "red mug", "image": img[0]}, {"text": "red mug"},
+                                             {"image": img[0]}])
+    torch.testing.assert_close(both, torch.nn.functional.normalize(text + image, dim=0), atol=1e-5, rtol=1e-4)
+    # MOON reads the two together: its multimodal embedding is not the sum of the parts
+    m_both, m_text, m_image = MoonModel.from_preset("tiny", seed=1).encode_queries(
+        [{"text": "red mug", "image": img[0]}, {"text": "red mug"}, {"image": img[0]}])
+    assert not torch.allclose(m_both, torch.nn.functional.normalize(m_text + m_image, dim=0), atol=1e-3)
+
+
+def test_dual_encoder_trains_and_round_trips(dual, products, tmp_path):
+    out = dual.train()(dual.processor.collate([dual.processor.encode_product(p) for p in products[:3]]))
+    out.embeddings.sum().backward()
+    grads = [p.grad for p in dual.parameters() if p.requires_grad and p.grad is not None]
+    assert grads and out.balance_loss.item() == 0.0
+    dual.zero_grad()
+    dual.save_pretrained(tmp_path / "dual")
+    again = MoonModel.from_pretrained(tmp_path / "dual")
+    assert again.config.backbone.arch == "dual"
+    torch.testing.assert_close(again.encode_products(products[:3]), dual.encode_products(products[:3]))
+
+
+def test_an_unknown_architecture_is_refused():
+    with pytest.raises(MoonError, match="arch 'clip'"):
+        MoonModel.from_preset("tiny", MoonConfig().updated({"backbone": {"arch": "clip"}}))

@@ -12,6 +12,7 @@ from moon_cli.errors import MoonError
 
 @dataclass
 class BackboneConfig:
+    arch: str = "moon"  # moon: one sequence reads the whole product; dual: separate image / text towers (baseline)
     name: str = "tiny"  # "tiny" (random-init preset) or a Hugging Face id / local path (Qwen2-VL family)
     revision: str | None = None  # hub revision of ``name`` (recorded for reproducibility)
     family: str = "qwen2_5_vl"  # qwen2_vl | qwen2_5_vl

@@ -16,6 +16,7 @@ from torch import nn
 from moon_cli.errors import MoonError
 from moon_cli.model import backbone as bb
 from moon_cli.model.config import MoonConfig
+from moon_cli.model.dual import dual_embeddings
 from moon_cli.model.lora import apply_lora, merge_lora
 from moon_cli.model.moe import GuidedMoE, RoutingContext, install_guided_moe, load_balancing_loss
 from moon_cli.model.processor import Batch, MoonProcessor, Sequence
@@ -23,6 +24,7 @@ from moon_cli.model.processor import Batch, MoonProcessor, Sequence
 WEIGHTS = "model.safetensors"
 BACKBONE_CONFIG = "backbone_config.json"
 META = "meta.json"
+ARCHS = ("moon", "dual")  # dual: the CLIP-style two-tower baseline (model/dual.py)
 
 
 @dataclass
@@ -41,6 +43,8 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 class MoonModel(nn.Module):
     def __init__(self, config: MoonConfig, backbone: nn.Module, processor: MoonProcessor):
         super().__init__()
+        if config.backbone.arch not in ARCHS:
+            raise MoonError(f"backbone.arch '{config.backbone.arch}' is unknown; use one of {', '.join(ARCHS)}")
         self.config = config
         self.processor = processor
         self.routing = RoutingContext()
@@ -196,6 +200,10 @@ class MoonModel(nn.Module):
     # --------------------------------------------------------------------------------------- forward
     def forward(self, batch: Batch) -> MoonOutput:
         batch = batch.to(self.device)
+        if self.config.backbone.arch == "dual":  # the CLIP-style baseline: no MoE, so no balancing loss
+            embeddings = dual_embeddings(self, batch)
+            self._forget_rope_deltas()
+            return MoonOutput(embeddings, embeddings.new_zeros(()))
         self.routing.begin(batch.token_types, batch.attention_mask.bool())
         try:
             out = self.backbone(
@@ -213,9 +221,12 @@ class MoonModel(nn.Module):
             balance = torch.stack(losses).mean() if losses else embeddings.new_zeros(())
         finally:
             self.routing.end()
+        self._forget_rope_deltas()
+        return MoonOutput(embeddings, balance)
+
+    def _forget_rope_deltas(self) -> None:
         if hasattr(self.base, "rope_deltas"):
             self.base.rope_deltas = None  # cached by HF for generation; stale across our batches
-        return MoonOutput(embeddings, balance)
 
     @torch.no_grad()
     def embed_sequences(self, seqs: list[Sequence]) -> torch.Tensor:

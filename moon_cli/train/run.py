@@ -24,6 +24,7 @@ class TrainRequest:
     detections: str | None = None
     use_crops: bool = True
     use_moe: bool = True
+    arch: str = "moon"
     model: str = "tiny"
     config_overrides: dict = field(default_factory=dict)
     bf16_auto: bool = True
@@ -117,6 +118,10 @@ def _build_model(cfg: TrainConfig, req: TrainRequest, device: torch.device, resu
     overrides = json.loads(json.dumps(req.config_overrides))  # a copy
     if not req.use_moe:
         overrides.setdefault("moe", {})["enabled"] = False
+    if req.arch == "dual":  # the CLIP-style baseline: two towers, one photo per product, no crops, no MoE
+        overrides.setdefault("backbone", {})["arch"] = "dual"
+        overrides.setdefault("moe", {})["enabled"] = False
+        overrides.setdefault("input", {}).update(use_crops=False, max_images=1)
     if not req.use_crops:
         overrides.setdefault("input", {})["use_crops"] = False
     if cfg.matryoshka_dims:

@@ -3,8 +3,8 @@
 Users have tastes (favourite root categories and colours). A session starts with a text query, an
 image query (a new photo of the wanted product), both (a photo of a similar product plus a colour
 modifier), or none (a feed visit). A noisy legacy search engine shows impressions — the wanted product
-only sometimes, same-category look-alikes often — users click noisily and mostly purchase what they
-wanted.
+only sometimes, same-category look-alikes often — users click noisily, more often on products in their
+favourite colours and categories, and mostly purchase what they wanted.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def simulate(catalogue: Catalogue, n_users: int, n_sessions: int, rng: random.Ra
             log.add(user["id"], sid, t, qtext, qimage, item.item_id, "impression")
         clicked = []
         for item in shown:
-            p_click = 0.75 if item is wanted else (0.12 if item.leaf is wanted.leaf else 0.04)
+            p_click = 0.75 if item is wanted else (0.12 if item.leaf is wanted.leaf else 0.04) * _taste(user, item)
             if rng.random() < p_click:
                 t += timedelta(seconds=rng.randint(3, 60))
                 log.add(user["id"], sid, t, qtext, qimage, item.item_id, "click")
@@ -121,6 +121,13 @@ def simulate(catalogue: Catalogue, n_users: int, n_sessions: int, rng: random.Ra
             t += timedelta(seconds=rng.randint(20, 600))
             log.add(user["id"], sid, t, qtext, qimage, buy.item_id, "purchase")
     return log
+
+
+def _taste(user: dict, item: Product) -> float:
+    """How much a user's tastes raise the odds of clicking a product they did not come for: a favourite
+    colour (seen only in the product's photos and text — what content embeddings can carry and IDs cannot)
+    and a favourite root category."""
+    return (2.5 if item.color in user["colors"] else 1.0) * (1.5 if item.leaf.root in user["roots"] else 0.6)
 
 
 def _legacy_results(catalogue: Catalogue, wanted: Product, modality: str, rng: random.Random) -> list[Product]:

@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("stages.index:index", "Index embeddings in LanceDB (cosine; exact or recall-checked ANN)."),
     "search": ("stages.search:search", "Search an index with a text and/or image query (JSON lines on stdout)."),
     "evaluate": ("stages.evaluate:evaluate", "Evaluate a model on an MBE-style bench (retrieval, zero-shot classification)."),
+    "ctr": ("stages.ctr:ctr", "Train a CTR model on impressions with / without frozen embeddings (AUC, GAUC, seq lengths)."),
+    "exchange-rate": ("stages.exchange_rate:exchange_rate", "Which offline metric buys the most CTR gain across model versions (slope, rank correlation)."),
     "inspect": ("stages.inspect:inspect", "Describe an artifact (rows, columns, manifest) and check it against a contract."),
 }
 

@@ -1,0 +1,1 @@
+"""MOON Embedding's application stage: a CTR model that consumes frozen product embeddings."""

@@ -1,0 +1,72 @@
+"""`moon exchange-rate`: which offline metric translates into downstream CTR gain, across model versions."""
+
+import json
+from pathlib import Path
+
+import click
+
+from moon_cli.options import echo_summary
+
+
+@click.command("exchange-rate")
+@click.argument("eval_dirs", nargs=-1, required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--ctr", "ctr_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Report directory of `moon ctr` run with each version's embeddings (-e LABEL=...).")
+@click.option("--seq-len", type=int, default=None, help="CTR sequence length to read [default: the longest].")
+@click.option("--downstream", type=click.Choice(["auc", "gauc"]), default="auc", show_default=True)
+@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the rates and the versions' figures as JSON here.")
+def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output):
+    """Exchange rate of each intermediate metric for the CTR gain, across model versions.
+
+    EVAL_DIRS are `moon evaluate` report directories, one per model version; each is matched to the CTR
+    variant with the same label. For every bench metric (Recall@10 per retrieval task, mean accuracy of
+    classification / attributes): the slope of Δ downstream AUC (vs the ID-only CTR model) against the
+    metric, R², and Spearman's rank correlation. The metric that ranks the versions best translates best.
+    """
+    import numpy as np
+
+    from moon_cli.errors import MoonError
+    from moon_cli.eval.evaluate import headline
+    from moon_cli.eval.exchange import exchange_rates
+    from moon_cli.eval.report import COLUMNS, load_metrics
+
+    path = ctr_dir / "ctr.json"
+    if not path.is_file():
+        raise MoonError(f"{ctr_dir}: no ctr.json; --ctr takes a report directory written by `moon ctr`")
+    summary = json.loads(path.read_text())["summary"]
+    lengths = sorted({r["seq_len"] for r in summary})
+    seq_len = seq_len or lengths[-1]
+    if seq_len not in lengths:
+        raise MoonError(f"--seq-len {seq_len}: the CTR report has lengths {lengths}")
+    gain = {r["variant"]: r[f"delta_{downstream}"] for r in summary if r["seq_len"] == seq_len}
+    versions, unmatched = [], []
+    for d in eval_dirs:
+        m = load_metrics(d)
+        if m["label"] not in gain:
+            unmatched.append(m["label"])
+            continue
+        versions.append({"label": m["label"], "downstream": gain[m["label"]], "metrics": headline(m)})
+    if unmatched:
+        raise MoonError(f"evaluation label(s) {unmatched} have no CTR variant in {ctr_dir} (it has "
+                        f"{sorted(gain)}); run `moon ctr` with -e LABEL=EMBEDDINGS using the same labels")
+    if len(versions) < 3:
+        raise MoonError(f"{len(versions)} model version(s): an exchange rate needs at least 3 (4+ to trust it)")
+    rows = exchange_rates(versions, list(COLUMNS))
+    fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
+    click.echo(f"| intermediate metric | Δ{downstream.upper()} per +0.01 | R² | Spearman ρ | versions |")
+    click.echo("|---|---|---|---|---|")
+    for r in rows:
+        per_point = None if r["slope"] is None else r["slope"] * 0.01
+        click.echo(f"| {COLUMNS[r['metric']]} | {fmt(per_point, '+.5f')} | {fmt(r['r2'], '.2f')} | "
+                   f"{fmt(r['spearman'], '+.2f')} | {r['versions']} |")
+    best = rows[0]
+    if output:
+        output.write_text(json.dumps({"seq_len": seq_len, "downstream": downstream, "versions": versions,
+                                      "rates": rows, "best": best["metric"]}, indent=2) + "\n")
+    spread = np.ptp([v["downstream"] for v in versions])
+    echo_summary("moon exchange-rate", {
+        "versions": f"{len(versions)} ({', '.join(v['label'] for v in versions)})",
+        "downstream": f"Δ{downstream.upper()} vs ids only at sequence length {seq_len} (spread {spread:.4f})",
+        "translates best": f"{COLUMNS[best['metric']]} (Spearman {fmt(best['spearman'], '+.2f')})",
+    })

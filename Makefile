@@ -53,8 +53,27 @@ bench-serve: $(VENV)/.bench ## benchmark embed (vs a per-item loop, roofline), i
 	$(BIN)/python benchmarks/bench_index.py
 	$(BIN)/python benchmarks/bench_train.py $(RUNS)/demo/pairs.parquet $(RUNS)/demo/world/catalog.parquet
 
+# reproduction knobs (override on the command line: make reproduce SEEDS="0 1" PRODUCTS=2000 DATA=... MODEL=...)
+DATA ?=
+MODEL ?= tiny
+REPRO_ENV = DATA="$(DATA)" MODEL="$(MODEL)" $(if $(PRODUCTS),PRODUCTS="$(PRODUCTS)") $(if $(STEPS),STEPS="$(STEPS)") \
+	$(if $(BATCH),BATCH="$(BATCH)") $(if $(SEEDS),SEEDS="$(SEEDS)") $(if $(NPROC),NPROC="$(NPROC)") \
+	$(if $(CTR_SEEDS),CTR_SEEDS="$(CTR_SEEDS)") $(if $(LR),LR="$(LR)") NOTES="$(NOTES)"
+
+reproduce: $(VENV)/.baselines ## the papers' tables: ablations, dual encoder, baselines, CTR, exchange rate (~1 h on 2 cores)
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(REPRO_ENV) REPRODUCE_COMMAND="make reproduce $(strip $(MAKEOVERRIDES))" \
+	  bash examples/reproduce.sh $(RUNS)/reproduce
+
+reproduce-quick: $(VENV)/.baselines ## a smoke run of `make reproduce` (small world, one seed, few steps; <= 20 min)
+	PATH="$(CURDIR)/$(BIN):$$PATH" PRODUCTS=300 STEPS=30 BATCH=8 SEEDS=0 $(REPRO_ENV) \
+	  REPRODUCE_COMMAND="make reproduce-quick" bash examples/reproduce.sh $(RUNS)/reproduce-quick
+
+scaling: $(VENV)/.baselines ## scaling study: samples seen, negatives, CTR sequence length; power-law fits (~40 min)
+	PATH="$(CURDIR)/$(BIN):$$PATH" SCALING_COMMAND="make scaling $(strip $(MAKEOVERRIDES))" \
+	  bash examples/scaling.sh $(RUNS)/scaling
+
 clean: ## remove runs/ and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
-.PHONY: help install baselines demo test bench-synth bench-model bench-data bench-serve clean
+.PHONY: help install baselines demo test bench-synth bench-model bench-data bench-serve reproduce reproduce-quick scaling clean

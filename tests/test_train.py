@@ -1,4 +1,5 @@
 import json
+import math
 
 import pyarrow.parquet as pq
 import pytest
@@ -232,3 +233,13 @@ def test_recipe_defaults_follow_the_backbone_through_checkpoints(tmp_path):
     hub.backbone.name = "Qwen/Qwen2.5-VL-3B-Instruct"
     hub.save(ckpt / "config.json")
     assert recipe_defaults(str(ckpt)) == {} and recipe_defaults("Qwen/Qwen2.5-VL-3B-Instruct") == {}
+
+
+def test_the_dual_encoder_baseline_trains_through_the_cli(train_inputs, tmp_path):
+    r = run_moon(*train_args(train_inputs, tmp_path / "dual", "--steps", 2, "--arch", "dual"))
+    assert r.exit_code == 0, r.output
+    config = json.loads((tmp_path / "dual" / "config.json").read_text())
+    assert config["backbone"]["arch"] == "dual" and not config["moe"]["enabled"]
+    assert config["input"]["max_images"] == 1 and not config["input"]["use_crops"]
+    losses = [row["loss"] for row in log_of(tmp_path / "dual")]
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Reproduce the MOON papers' relative claims: full model vs ablations vs a dual-encoder baseline on the bench,
+# frozen embeddings in a CTR model, and the exchange rate of each offline metric.
+# Usage: examples/reproduce.sh RUN_DIR          (moon must be on PATH; `make reproduce` arranges that)
+# Knobs (environment):
+#   DATA      a folder holding catalog.parquet, behavior.parquet and bench/ (+ boxes.parquet to train the
+#             detector); default: a synthetic world of PRODUCTS products
+#   MODEL     tiny (random init, CPU) or a Qwen2-VL-family hub id / local path (LoRA; GPUs)
+#   PRODUCTS (1000)  STEPS (60)  BATCH (16 per process)  SEEDS ("0 1 2")  CTR_SEEDS (0,1,2)
+#   NPROC     processes per training run, under torchrun (2: on 2 cores as fast as one process, and the
+#             other process's products become negatives — the "spatial" part the no-queue-gather row removes)
+#   LR        learning rate [default: the model's recipe]      SEQ_LENS  CTR sequence lengths (2,8,32)
+set -euo pipefail
+run=${1:?usage: reproduce.sh RUN_DIR}
+model=${MODEL:-tiny}
+products=${PRODUCTS:-1000}
+steps=${STEPS:-60}
+batch=${BATCH:-16}
+seeds=${SEEDS:-0 1 2}
+ctr_seeds=${CTR_SEEDS:-0,1,2}
+nproc=${NPROC:-2}
+seq_lens=${SEQ_LENS:-2,8,32}
+lr=()
+[[ -n "${LR:-}" ]] && lr=(--lr "$LR")
+mkdir -p "$run"
+SECONDS=0
+log() { echo "== [$(date +%H:%M:%S) +${SECONDS}s] $*" >&2; }
+
+# ---------------------------------------------------------------- 1. the data: a synthetic world or DATA
+if [[ -n "${DATA:-}" ]]; then
+  w=$DATA
+  [[ -d "$w" ]] || { echo "Error: DATA=$w is not a directory" >&2; exit 1; }
+  log "checking DATA=$w against the contracts"
+  moon inspect "$w/catalog.parquet" --contract catalog >/dev/null
+  moon inspect "$w/behavior.parquet" --contract behavior >/dev/null
+  [[ -f "$w/bench/bench.json" ]] || { echo "Error: $w/bench/bench.json: no such file; DATA needs a bench/ folder (bench.json naming the gallery and task tables) in the layout \`moon synth\` writes" >&2; exit 1; }
+else
+  w=$run/world
+  log "a synthetic world of $products products"
+  [[ -f "$w/world.json" ]] || moon synth "$w" --products "$products" --seed 0 --overwrite --quiet
+fi
+
+# ---------------------------------------------------------------- 2. detector, crops of every photo (catalogue, queries, bench)
+crops=()
+if [[ -f "$w/boxes.parquet" ]]; then
+  log "core-product detector and crops"
+  [[ -f "$run/detector/weights.pt" ]] || moon detect-train "$w/boxes.parquet" -o "$run/detector" --overwrite
+  [[ -f "$run/detections.parquet" ]] || moon detect "$w" --weights "$run/detector" -o "$run/detections.parquet" --overwrite --quiet
+  crops=(--detections "$run/detections.parquet")
+else
+  log "no $w/boxes.parquet: no detector, no crops (the no-crops ablation is skipped)"
+fi
+
+# ---------------------------------------------------------------- 3. pairs and hard negatives
+[[ -f "$run/pairs.parquet" ]] || moon mine-pairs "$w/behavior.parquet" --catalog "$w/catalog.parquet" -o "$run/pairs.parquet" --overwrite
+[[ -f "$run/negatives.parquet" ]] || moon sample-negatives "$run/pairs.parquet" --catalog "$w/catalog.parquet" \
+  -o "$run/negatives.parquet" --per-pair 8 --overwrite
+
+# ---------------------------------------------------------------- 4. train every variant, per seed
+declare -A variants=(
+  [moon]=""
+  [no-crops]="--no-crops"
+  [no-moe]="--no-moe"
+  [no-hard-negatives]="--no-hard-negatives"
+  [dual-encoder]="--arch dual"
+)
+order=(moon no-crops no-moe no-hard-negatives)
+(( nproc > 1 )) && { variants[no-queue-gather]="--no-queue --no-gather"; order+=(no-queue-gather); }
+order+=(dual-encoder)
+[[ ${#crops[@]} -eq 0 ]] && order=("${order[@]/no-crops}")
+launcher=(moon)
+(( nproc > 1 )) && launcher=(torchrun --standalone --nproc_per_node "$nproc" "$(command -v moon)")
+
+for seed in $seeds; do
+  for v in "${order[@]}"; do
+    [[ -z "$v" ]] && continue
+    out=$run/seed$seed/$v
+    mkdir -p "$run/seed$seed"
+    if [[ ! -f "$out/model/model.safetensors" ]]; then
+      log "seed $seed: train $v"
+      # shellcheck disable=SC2086 # the variant's flags split on purpose
+      "${launcher[@]}" train "$run/pairs.parquet" --catalog "$w/catalog.parquet" --negatives "$run/negatives.parquet" \
+        "${crops[@]}" -m "$model" -o "$out/model" --steps "$steps" --batch-size "$batch" "${lr[@]}" \
+        --val-every 0 --checkpoint-every 0 --seed "$seed" --overwrite --quiet ${variants[$v]} 2> "$out.train.log" \
+        || { tail -3 "$out.train.log" >&2; exit 1; }
+    fi
+    [[ -f "$run/seed$seed/eval/$v/metrics.json" ]] || moon evaluate "$w/bench" -m "$out/model" --label "$v" "${crops[@]}" \
+      -o "$run/seed$seed/eval/$v" --overwrite --quiet >/dev/null
+  done
+done
+first=${seeds%% *}
+log "reference rows: the untrained model and the pretrained baselines"
+[[ -f "$run/seed$first/eval/untrained/metrics.json" ]] || moon evaluate "$w/bench" -m "$model" --label untrained "${crops[@]}" \
+  -o "$run/seed$first/eval/untrained" --overwrite --quiet >/dev/null
+baselines=()
+if [[ "$model" == tiny ]]; then
+  for b in minilm efficientnet-lite0; do
+    if [[ -f "$run/seed$first/eval/$b/metrics.json" ]] || moon evaluate "$w/bench" -m "$b" --label "$b" \
+        -o "$run/seed$first/eval/$b" --overwrite --quiet >/dev/null 2>"$run/$b.log"; then
+      baselines+=("$b")
+    else
+      echo "  ($b skipped: $(tail -1 "$run/$b.log"))" >&2
+    fi
+  done
+fi
+
+# ---------------------------------------------------------------- 5. application: CTR with each version's frozen embeddings
+log "CTR with frozen embeddings of every version (seed $first models)"
+emb=()
+versions=()
+for v in "${order[@]}" untrained "${baselines[@]}"; do
+  [[ -z "$v" ]] && continue
+  src=$run/seed$first/$v/model
+  [[ "$v" == untrained ]] && src=$model
+  [[ " ${baselines[*]} " == *" $v "* ]] && src=$v
+  [[ -f "$run/emb/$v.parquet" ]] || moon embed "$w/catalog.parquet" -m "$src" "${crops[@]}" -o "$run/emb/$v.parquet" --overwrite --quiet 2>/dev/null
+  emb+=(-e "$v=$run/emb/$v.parquet")
+  versions+=("$run/seed$first/eval/$v")
+done
+moon ctr "$w/behavior.parquet" --catalog "$w/catalog.parquet" "${emb[@]}" -o "$run/ctr" --seq-lens "$seq_lens" \
+  --seeds "$ctr_seeds" --overwrite --quiet >/dev/null
+log "exchange rate of each bench metric across ${#versions[@]} versions"
+moon exchange-rate "${versions[@]}" --ctr "$run/ctr" -o "$run/exchange.json" >/dev/null
+
+# ---------------------------------------------------------------- 6. results.md
+notes=()
+[[ -f "${NOTES:-}" ]] && notes=(--notes "$NOTES")
+python3 -m moon_cli.eval.results "$run" --title "MOON reproduction (${model}, ${steps} steps × batch ${batch} × ${nproc} process(es))" \
+  --command "${REPRODUCE_COMMAND:-examples/reproduce.sh $run}" --seconds "$SECONDS" \
+  --order "$(IFS=,; echo "${order[*]},untrained,${baselines[*]}" | tr ' ' ',')" "${notes[@]}"
+log "done: $run/results.md"

@@ -1,0 +1,131 @@
+"""Aggregate a reproduction run into results.md: the paper-shaped table (mean ± std over seeds), the CTR
+table, the exchange rates, and plots.
+
+    python -m moon_cli.eval.results RUN_DIR --title "..." --command "..." --seconds N
+
+RUN_DIR holds ``seed*/eval/<variant>/metrics.json`` (from `moon evaluate`), optionally ``ctr/ctr.json``
+(`moon ctr`) and ``exchange.json`` (`moon exchange-rate -o`).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from pathlib import Path
+
+import click
+import numpy as np
+
+from moon_cli.eval.evaluate import headline
+from moon_cli.eval.report import COLUMNS
+
+
+def collect(run_dir: Path) -> dict[str, list[dict[str, float | None]]]:
+    """label → one headline dict per seed, in the order the variants first appear."""
+    out: dict[str, list] = {}
+    for metrics in sorted(run_dir.glob("seed*/eval/*/metrics.json")):
+        m = json.loads(metrics.read_text())
+        out.setdefault(m["label"], []).append(headline(m))
+    return out
+
+
+def paper_table(runs: dict[str, list[dict]], order: list[str]) -> str:
+    lines = ["| model | " + " | ".join(COLUMNS.values()) + " | seeds |", "|---" * (len(COLUMNS) + 2) + "|"]
+    for label in [o for o in order if o in runs] + [r for r in runs if r not in order]:
+        cells = []
+        for col in COLUMNS:
+            values = [h.get(col) for h in runs[label] if h.get(col) is not None]
+            cells.append("n/a" if not values else f"{np.mean(values):.3f} ± {np.std(values):.3f}")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(runs[label])} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(runs: dict[str, list[dict]], ctr: dict | None, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    labels = list(runs)
+    fig, ax = plt.subplots(figsize=(11, 4))
+    width = 0.8 / max(1, len(labels))
+    for i, label in enumerate(labels):
+        means = [np.mean([h[c] for h in runs[label] if h.get(c) is not None] or [np.nan]) for c in COLUMNS]
+        stds = [np.std([h[c] for h in runs[label] if h.get(c) is not None] or [np.nan]) for c in COLUMNS]
+        ax.bar(np.arange(len(COLUMNS)) + i * width, means, width, yerr=stds, label=label)
+    ax.set_xticks(np.arange(len(COLUMNS)) + 0.4 - width / 2, list(COLUMNS.values()), fontsize=8)
+    ax.set_ylabel("Recall@10 / accuracy")
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(out / "results.png", dpi=110)
+    plt.close(fig)
+    written.append("results.png")
+    if ctr:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for variant in dict.fromkeys(r["variant"] for r in ctr["summary"]):
+            rows = sorted((r for r in ctr["summary"] if r["variant"] == variant), key=lambda r: r["seq_len"])
+            ax.errorbar([r["seq_len"] for r in rows], [r["auc"] for r in rows], yerr=[r["auc_std"] for r in rows],
+                        marker="o", capsize=3, label=variant)
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("behaviour-sequence length")
+        ax.set_ylabel("test AUC")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "ctr_auc.png", dpi=110)
+        plt.close(fig)
+        written.append("ctr_auc.png")
+    return written
+
+
+def exchange_table(exchange: dict) -> str:
+    lines = ["| intermediate metric | ΔAUC per +0.01 | R² | Spearman ρ | versions |", "|---|---|---|---|---|"]
+    fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
+    for r in exchange["rates"]:
+        lines.append(f"| {COLUMNS[r['metric']]} | {fmt(None if r['slope'] is None else r['slope'] * 0.01, '+.5f')} | "
+                     f"{fmt(r['r2'], '.2f')} | {fmt(r['spearman'], '+.2f')} | {r['versions']} |")
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--title", default="MOON reproduction")
+@click.option("--command", "command", default="", help="The command that produced the run.")
+@click.option("--seconds", type=float, default=None, help="Wall time of the run.")
+@click.option("--order", default="", help="Comma-separated row order.")
+@click.option("--notes", "notes_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Markdown appended at the end (what reproduced and what did not).")
+def main(run_dir, title, command, seconds, order, notes_file):
+    from moon_cli.ctr.run import markdown
+
+    runs = collect(run_dir)
+    ctr = json.loads((run_dir / "ctr" / "ctr.json").read_text()) if (run_dir / "ctr" / "ctr.json").is_file() else None
+    exchange = json.loads((run_dir / "exchange.json").read_text()) if (run_dir / "exchange.json").is_file() else None
+    import os
+
+    import torch
+
+    hardware = (f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                f"{'GPU ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'}; "
+                f"python {platform.python_version()}, torch {torch.__version__}")
+    parts = [f"# {title}\n", f"- command: `{command}`" if command else "", f"- hardware: {hardware}",
+             f"- wall time: {seconds / 60:.1f} min" if seconds else "", "",
+             "## Bench (Recall@10 per retrieval task; mean zero-shot accuracy), mean ± std over seeds\n",
+             paper_table(runs, [o for o in order.split(",") if o])]
+    if ctr:
+        parts += ["## CTR with frozen embeddings (`moon ctr`), test AUC / GAUC, mean ± std over CTR seeds\n",
+                  f"Impressions: {ctr['data']['train']} train, {ctr['data']['test']} test "
+                  f"(time split at {ctr['data']['test from']}).\n", markdown(ctr["summary"])]
+    if exchange:
+        parts += [f"## Exchange rate (`moon exchange-rate`): ΔAUC vs ids only at sequence length {exchange['seq_len']}\n",
+                  exchange_table(exchange), f"Translates best: **{COLUMNS[exchange['best']]}**.\n"]
+    images = plot(runs, ctr, run_dir)
+    parts += ["## Plots\n"] + [f"![{i}]({i})" for i in images]
+    if notes_file:
+        parts += ["", notes_file.read_text()]
+    (run_dir / "results.md").write_text("\n".join(p for p in parts if p is not None) + "\n")
+    click.echo(f"wrote {run_dir / 'results.md'}", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""Scaling study: bench quality against training samples and negatives, CTR gain against sequence length;
+power laws y = a·x^b fitted in log–log space where they fit.
+
+    python -m moon_cli.eval.scaling RUN_DIR --command "..." --seconds N
+
+RUN_DIR holds ``tokens/<samples>/eval/metrics.json``, ``negatives/<pool>/eval/metrics.json`` (from
+`moon evaluate`) and ``ctr/ctr.json`` (`moon ctr` over many sequence lengths).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import numpy as np
+
+from moon_cli.eval.evaluate import headline
+from moon_cli.eval.report import COLUMNS
+
+CURVES = ("image_to_product", "text_to_product", "product_to_product")
+GOOD_FIT = 0.8  # R² in log–log space above which we call it a power law
+
+
+def power_law(x, y) -> dict:
+    """Least squares of log y = log a + b log x; None where fewer than 3 positive points."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    keep = (x > 0) & (y > 0)
+    if keep.sum() < 3:
+        return {"a": None, "b": None, "r2": None, "fits": False}
+    lx, ly = np.log(x[keep]), np.log(y[keep])
+    b, log_a = np.polyfit(lx, ly, 1)
+    resid = ly - (b * lx + log_a)
+    r2 = 1 - resid.var() / ly.var() if ly.var() > 0 else 0.0
+    return {"a": float(np.exp(log_a)), "b": float(b), "r2": float(r2), "fits": bool(r2 >= GOOD_FIT)}
+
+
+def sweep(run_dir: Path, name: str) -> list[tuple[float, dict]]:
+    points = []
+    for metrics in run_dir.glob(f"{name}/*/eval/metrics.json"):
+        points.append((float(metrics.parent.parent.name), headline(json.loads(metrics.read_text()))))
+    return sorted(points, key=lambda p: p[0])
+
+
+def _fmt_fit(f: dict) -> str:
+    if f["b"] is None:
+        return "too few positive points"
+    return f"y = {f['a']:.3g}·x^{f['b']:.3f} (R² {f['r2']:.2f}{'' if f['fits'] else ', not a power law'})"
+
+
+def section(title: str, xlabel: str, points: list[tuple[float, dict]], fits: dict) -> list[str]:
+    lines = [f"## {title}\n", f"| {xlabel} | " + " | ".join(COLUMNS[c] for c in CURVES) + " |",
+             "|---" * (len(CURVES) + 1) + "|"]
+    for x, h in points:
+        lines.append(f"| {x:g} | " + " | ".join("n/a" if h.get(c) is None else f"{h[c]:.3f}" for c in CURVES) + " |")
+    lines.append("")
+    lines += [f"- {COLUMNS[c]}: {_fmt_fit(fits[c])}" for c in CURVES]
+    return lines + [""]
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("--command", "command", default="")
+@click.option("--seconds", type=float, default=None)
+def main(run_dir, command, seconds):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    report = {}
+    parts = ["# Scaling study\n", f"- command: `{command}`" if command else "",
+             f"- wall time: {seconds / 60:.1f} min" if seconds else "", ""]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for ax, (name, title, xlabel) in zip(axes[:2], (("tokens", "Training samples (steps × batch)", "samples seen"),
+                                                     ("negatives", "Negatives per query (in-batch + hard)", "negative pool"))):
+        points = sweep(run_dir, name)
+        fits = {c: power_law([x for x, _ in points], [h.get(c) or 0 for _, h in points]) for c in CURVES}
+        report[name] = {"points": [{"x": x, **h} for x, h in points], "fits": fits}
+        parts += section(title, xlabel, points, fits)
+        for c in CURVES:
+            ax.plot([x for x, _ in points], [h.get(c) for _, h in points], marker="o", label=COLUMNS[c])
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("Recall@10")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+    ctr_path = run_dir / "ctr" / "ctr.json"
+    if ctr_path.is_file():
+        rows = [r for r in json.loads(ctr_path.read_text())["summary"] if r["delta_auc"] is not None and r["variant"] != "ids only"]
+        for variant in dict.fromkeys(r["variant"] for r in rows):
+            pts = sorted((r["seq_len"], r["delta_auc"], r["auc_std"]) for r in rows if r["variant"] == variant)
+            fit = power_law([p[0] for p in pts], [p[1] for p in pts])
+            report.setdefault("ctr", {})[variant] = {"points": pts, "fit": fit}
+            parts += [f"## CTR gain from `{variant}` embeddings vs behaviour-sequence length\n",
+                      "| sequence length | ΔAUC vs ids only | AUC std over seeds |", "|---|---|---|"]
+            parts += [f"| {L} | {d:+.4f} | {s:.4f} |" for L, d, s in pts]
+            parts += ["", f"- ΔAUC: {_fmt_fit(fit)}", ""]
+            axes[2].errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
+                             capsize=3, label=variant)
+        axes[2].set_xscale("log", base=2)
+        axes[2].set_xlabel("behaviour-sequence length")
+        axes[2].set_ylabel("ΔAUC vs ids only")
+        axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(run_dir / "scaling.png", dpi=110)
+    plt.close(fig)
+    parts += ["![scaling](scaling.png)"]
+    (run_dir / "scaling.json").write_text(json.dumps(report, indent=2) + "\n")
+    (run_dir / "scaling.md").write_text("\n".join(parts) + "\n")
+    click.echo(f"wrote {run_dir / 'scaling.md'}", err=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from moon_cli.eval.results import collect, paper_table
+from moon_cli.eval.scaling import power_law
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_power_law_recovers_the_exponent_and_refuses_what_is_not_one():
+    x = np.array([100, 200, 400, 800, 1600])
+    fit = power_law(x, 0.02 * x ** 0.35)
+    assert fit["b"] == pytest.approx(0.35) and fit["a"] == pytest.approx(0.02) and fit["fits"]
+    assert not power_law(x, np.array([0.3, 0.1, 0.5, 0.05, 0.4]))["fits"]
+    assert power_law(x[:2], x[:2])["b"] is None
+
+
+def test_results_table_is_mean_and_std_over_seeds(tmp_path):
+    for seed, image in ((0, 0.2), (1, 0.4)):
+        d = tmp_path / f"seed{seed}" / "eval" / "moon"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({
+            "label": "moon", "retrieval": {"image_to_product": {"recall@10": image}},
+            "classification": {"level1": {"accuracy": 0.5}, "level2": {"accuracy": 0.3}}, "attributes": {}}))
+    runs = collect(tmp_path)
+    row = paper_table(runs, ["moon"]).splitlines()[2]
+    assert row.startswith("| moon | 0.300 ± 0.100 | n/a |") and "| 0.400 ± 0.000 |" in row and row.endswith("| 2 |")
+
+
+def _reproduce(data: Path, run: Path) -> subprocess.CompletedProcess:
+    env = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "DATA": str(data), "HOME": str(run.parent)}
+    return subprocess.run(["bash", str(REPO / "examples" / "reproduce.sh"), str(run)], capture_output=True, text=True,
+                          env=env)
+
+
+def test_data_without_the_contract_tables_names_the_missing_table_and_column(tmp_path, world_template):
+    data = tmp_path / "data"
+    data.mkdir()
+    catalog = pq.read_table(world_template / "catalog.parquet")
+    pq.write_table(catalog.drop_columns(["image_paths"]), data / "catalog.parquet")
+    r = _reproduce(data, tmp_path / "run")
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "catalog.parquet: missing column 'image_paths'" in r.stderr
+
+    pq.write_table(catalog, data / "catalog.parquet")
+    r = _reproduce(data, tmp_path / "run")
+    assert r.returncode != 0 and "behavior.parquet: no such file" in r.stderr
+    assert not (tmp_path / "run" / "seed0").exists()  # nothing trained on a half-valid DATA

@@ -58,18 +58,18 @@ DATA ?=
 MODEL ?= tiny
 REPRO_ENV = DATA="$(DATA)" MODEL="$(MODEL)" $(if $(PRODUCTS),PRODUCTS="$(PRODUCTS)") $(if $(STEPS),STEPS="$(STEPS)") \
 	$(if $(BATCH),BATCH="$(BATCH)") $(if $(SEEDS),SEEDS="$(SEEDS)") $(if $(NPROC),NPROC="$(NPROC)") \
-	$(if $(CTR_SEEDS),CTR_SEEDS="$(CTR_SEEDS)") $(if $(LR),LR="$(LR)") NOTES="$(NOTES)"
+	$(if $(CTR_SEEDS),CTR_SEEDS="$(CTR_SEEDS)") $(if $(LR),LR="$(LR)") $(if $(CONFIG),CONFIG="$(CONFIG)") NOTES="$(NOTES)"
 
 reproduce: $(VENV)/.baselines ## the papers' tables: ablations, dual encoder, baselines, CTR, exchange rate (~1 h on 2 cores)
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(REPRO_ENV) REPRODUCE_COMMAND="make reproduce $(strip $(MAKEOVERRIDES))" \
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(REPRO_ENV) REPRODUCE_COMMAND="$(strip make reproduce $(MAKEOVERRIDES))" \
 	  bash examples/reproduce.sh $(RUNS)/reproduce
 
 reproduce-quick: $(VENV)/.baselines ## a smoke run of `make reproduce` (small world, one seed, few steps; <= 20 min)
 	PATH="$(CURDIR)/$(BIN):$$PATH" PRODUCTS=300 STEPS=30 BATCH=8 SEEDS=0 $(REPRO_ENV) \
 	  REPRODUCE_COMMAND="make reproduce-quick" bash examples/reproduce.sh $(RUNS)/reproduce-quick
 
-scaling: $(VENV)/.baselines ## scaling study: samples seen, negatives, CTR sequence length; power-law fits (~40 min)
-	PATH="$(CURDIR)/$(BIN):$$PATH" SCALING_COMMAND="make scaling $(strip $(MAKEOVERRIDES))" \
+scaling: $(VENV)/.baselines ## scaling study: samples seen, negatives, CTR sequence length; power-law fits (~20 min)
+	PATH="$(CURDIR)/$(BIN):$$PATH" SCALING_COMMAND="$(strip make scaling $(MAKEOVERRIDES))" \
 	  bash examples/scaling.sh $(RUNS)/scaling
 
 clean: ## remove runs/ and caches (keeps .venv)

@@ -10,6 +10,7 @@
 #   NPROC     processes per training run, under torchrun (2: on 2 cores as fast as one process, and the
 #             other process's products become negatives — the "spatial" part the no-queue-gather row removes)
 #   LR        learning rate [default: the model's recipe]      SEQ_LENS  CTR sequence lengths (2,8,32)
+#   CONFIG    a JSON of model-config overrides for `moon train --config` (e.g. examples/configs/qwen2.5-vl-3b.json)
 set -euo pipefail
 run=${1:?usage: reproduce.sh RUN_DIR}
 model=${MODEL:-tiny}
@@ -20,8 +21,9 @@ seeds=${SEEDS:-0 1 2}
 ctr_seeds=${CTR_SEEDS:-0,1,2}
 nproc=${NPROC:-2}
 seq_lens=${SEQ_LENS:-2,8,32}
-lr=()
-[[ -n "${LR:-}" ]] && lr=(--lr "$LR")
+train_opts=()
+[[ -n "${LR:-}" ]] && train_opts=(--lr "$LR")
+[[ -n "${CONFIG:-}" ]] && train_opts+=(--config "$CONFIG")
 mkdir -p "$run"
 SECONDS=0
 log() { echo "== [$(date +%H:%M:%S) +${SECONDS}s] $*" >&2; }
@@ -80,7 +82,7 @@ for seed in $seeds; do
       log "seed $seed: train $v"
       # shellcheck disable=SC2086 # the variant's flags split on purpose
       "${launcher[@]}" train "$run/pairs.parquet" --catalog "$w/catalog.parquet" --negatives "$run/negatives.parquet" \
-        "${crops[@]}" -m "$model" -o "$out/model" --steps "$steps" --batch-size "$batch" "${lr[@]}" \
+        "${crops[@]}" -m "$model" -o "$out/model" --steps "$steps" --batch-size "$batch" "${train_opts[@]}" \
         --val-every 0 --checkpoint-every 0 --seed "$seed" --overwrite --quiet ${variants[$v]} 2> "$out.train.log" \
         || { tail -3 "$out.train.log" >&2; exit 1; }
     fi
@@ -93,16 +95,14 @@ log "reference rows: the untrained model and the pretrained baselines"
 [[ -f "$run/seed$first/eval/untrained/metrics.json" ]] || moon evaluate "$w/bench" -m "$model" --label untrained "${crops[@]}" \
   -o "$run/seed$first/eval/untrained" --overwrite --quiet >/dev/null
 baselines=()
-if [[ "$model" == tiny ]]; then
-  for b in minilm efficientnet-lite0; do
-    if [[ -f "$run/seed$first/eval/$b/metrics.json" ]] || moon evaluate "$w/bench" -m "$b" --label "$b" \
-        -o "$run/seed$first/eval/$b" --overwrite --quiet >/dev/null 2>"$run/$b.log"; then
-      baselines+=("$b")
-    else
-      echo "  ($b skipped: $(tail -1 "$run/$b.log"))" >&2
-    fi
-  done
-fi
+for b in minilm efficientnet-lite0; do
+  if [[ -f "$run/seed$first/eval/$b/metrics.json" ]] || moon evaluate "$w/bench" -m "$b" --label "$b" \
+      -o "$run/seed$first/eval/$b" --overwrite --quiet >/dev/null 2>"$run/$b.log"; then
+    baselines+=("$b")
+  else
+    echo "  ($b skipped: $(tail -1 "$run/$b.log"))" >&2
+  fi
+done
 
 # ---------------------------------------------------------------- 5. application: CTR with each version's frozen embeddings
 log "CTR with frozen embeddings of every version (seed $first models)"

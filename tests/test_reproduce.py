@@ -20,6 +20,7 @@ def test_power_law_recovers_the_exponent_and_refuses_what_is_not_one():
     assert fit["b"] == pytest.approx(0.35) and fit["a"] == pytest.approx(0.02) and fit["fits"]
     assert not power_law(x, np.array([0.3, 0.1, 0.5, 0.05, 0.4]))["fits"]
     assert power_law(x[:2], x[:2])["b"] is None
+    assert power_law(x, np.array([-0.01, 0.002, 0.004, 0.005, 0.006]))["b"] is None  # not fitted on the positive part
 
 
 def test_results_table_is_mean_and_std_over_seeds(tmp_path):

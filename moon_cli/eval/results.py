@@ -99,6 +99,8 @@ def main(run_dir, title, command, seconds, order, notes_file):
     from moon_cli.ctr.run import markdown
 
     runs = collect(run_dir)
+    wanted = [o for o in order.split(",") if o in runs]
+    runs = {label: runs[label] for label in wanted + [r for r in runs if r not in wanted]}  # rows and bars in order
     ctr = json.loads((run_dir / "ctr" / "ctr.json").read_text()) if (run_dir / "ctr" / "ctr.json").is_file() else None
     exchange = json.loads((run_dir / "exchange.json").read_text()) if (run_dir / "exchange.json").is_file() else None
     import os

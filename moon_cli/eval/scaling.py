@@ -23,12 +23,12 @@ GOOD_FIT = 0.8  # R² in log–log space above which we call it a power law
 
 
 def power_law(x, y) -> dict:
-    """Least squares of log y = log a + b log x; None where fewer than 3 positive points."""
+    """Least squares of log y = log a + b log x; no fit with fewer than 3 points or any y ≤ 0 (fitting only the
+    positive part of a curve would flatter it)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
-    keep = (x > 0) & (y > 0)
-    if keep.sum() < 3:
+    if len(x) < 3 or (x <= 0).any() or (y <= 0).any():
         return {"a": None, "b": None, "r2": None, "fits": False}
-    lx, ly = np.log(x[keep]), np.log(y[keep])
+    lx, ly = np.log(x), np.log(y)
     b, log_a = np.polyfit(lx, ly, 1)
     resid = ly - (b * lx + log_a)
     r2 = 1 - resid.var() / ly.var() if ly.var() > 0 else 0.0
@@ -44,7 +44,7 @@ def sweep(run_dir: Path, name: str) -> list[tuple[float, dict]]:
 
 def _fmt_fit(f: dict) -> str:
     if f["b"] is None:
-        return "too few positive points"
+        return "no power law: fewer than 3 points, or values ≤ 0"
     return f"y = {f['a']:.3g}·x^{f['b']:.3f} (R² {f['r2']:.2f}{'' if f['fits'] else ', not a power law'})"
 
 

@@ -28,7 +28,7 @@ def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output):
 
     from moon_cli.errors import MoonError
     from moon_cli.eval.evaluate import headline
-    from moon_cli.eval.exchange import exchange_rates
+    from moon_cli.eval.exchange import exchange_rates, rates_table
     from moon_cli.eval.report import COLUMNS, load_metrics
 
     path = ctr_dir / "ctr.json"
@@ -53,13 +53,7 @@ def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output):
     if len(versions) < 3:
         raise MoonError(f"{len(versions)} model version(s): an exchange rate needs at least 3 (4+ to trust it)")
     rows = exchange_rates(versions, list(COLUMNS))
-    fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
-    click.echo(f"| intermediate metric | Δ{downstream.upper()} per +0.01 | R² | Spearman ρ | versions |")
-    click.echo("|---|---|---|---|---|")
-    for r in rows:
-        per_point = None if r["slope"] is None else r["slope"] * 0.01
-        click.echo(f"| {COLUMNS[r['metric']]} | {fmt(per_point, '+.5f')} | {fmt(r['r2'], '.2f')} | "
-                   f"{fmt(r['spearman'], '+.2f')} | {r['versions']} |")
+    click.echo(rates_table(rows, downstream), nl=False)
     best = rows[0]
     if output:
         output.write_text(json.dumps({"seq_len": seq_len, "downstream": downstream, "versions": versions,
@@ -68,5 +62,6 @@ def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output):
     echo_summary("moon exchange-rate", {
         "versions": f"{len(versions)} ({', '.join(v['label'] for v in versions)})",
         "downstream": f"Δ{downstream.upper()} vs ids only at sequence length {seq_len} (spread {spread:.4f})",
-        "translates best": f"{COLUMNS[best['metric']]} (Spearman {fmt(best['spearman'], '+.2f')})",
+        "translates best": f"{COLUMNS[best['metric']]} (Spearman "
+                           + ("n/a" if best["spearman"] is None else f"{best['spearman']:+.2f}") + ")",
     })

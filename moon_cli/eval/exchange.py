@@ -41,3 +41,19 @@ def exchange_rates(versions: list[dict], metrics: list[str]) -> list[dict]:
         rows.append({"metric": m, **fit(x, y), "labels": [v["label"] for v in have]})
     key = lambda r: (r["spearman"] is not None, r["spearman"] or 0.0, r["r2"] or 0.0)  # noqa: E731
     return sorted(rows, key=key, reverse=True)
+
+
+def _fmt(value, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def rates_table(rows: list[dict], downstream: str = "auc") -> str:
+    """The rates as a markdown table: Δdownstream per +0.01 of the metric, R², Spearman ρ, versions used."""
+    from moon_cli.eval.report import COLUMNS
+
+    lines = [f"| intermediate metric | Δ{downstream.upper()} per +0.01 | R² | Spearman ρ | versions |", "|---|---|---|---|---|"]
+    for r in rows:
+        per_point = None if r["slope"] is None else r["slope"] * 0.01
+        lines.append(f"| {COLUMNS[r['metric']]} | {_fmt(per_point, '+.5f')} | {_fmt(r['r2'], '.2f')} | "
+                     f"{_fmt(r['spearman'], '+.2f')} | {r['versions']} |")
+    return "\n".join(lines) + "\n"

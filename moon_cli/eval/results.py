@@ -10,6 +10,7 @@ RUN_DIR holds ``seed*/eval/<variant>/metrics.json`` (from `moon evaluate`), opti
 from __future__ import annotations
 
 import json
+import os
 import platform
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import click
 import numpy as np
 
 from moon_cli.eval.evaluate import headline
+from moon_cli.eval.exchange import rates_table
 from moon_cli.eval.report import COLUMNS
 
 
@@ -78,15 +80,6 @@ def plot(runs: dict[str, list[dict]], ctr: dict | None, out: Path) -> list[str]:
     return written
 
 
-def exchange_table(exchange: dict) -> str:
-    lines = ["| intermediate metric | ΔAUC per +0.01 | R² | Spearman ρ | versions |", "|---|---|---|---|---|"]
-    fmt = lambda v, f: "n/a" if v is None else format(v, f)  # noqa: E731
-    for r in exchange["rates"]:
-        lines.append(f"| {COLUMNS[r['metric']]} | {fmt(None if r['slope'] is None else r['slope'] * 0.01, '+.5f')} | "
-                     f"{fmt(r['r2'], '.2f')} | {fmt(r['spearman'], '+.2f')} | {r['versions']} |")
-    return "\n".join(lines) + "\n"
-
-
 @click.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--title", default="MOON reproduction")
@@ -103,8 +96,6 @@ def main(run_dir, title, command, seconds, order, notes_file):
     runs = {label: runs[label] for label in wanted + [r for r in runs if r not in wanted]}  # rows and bars in order
     ctr = json.loads((run_dir / "ctr" / "ctr.json").read_text()) if (run_dir / "ctr" / "ctr.json").is_file() else None
     exchange = json.loads((run_dir / "exchange.json").read_text()) if (run_dir / "exchange.json").is_file() else None
-    import os
-
     import torch
 
     hardware = (f"{platform.machine()}, {os.cpu_count()} CPU cores, "
@@ -120,7 +111,7 @@ def main(run_dir, title, command, seconds, order, notes_file):
                   f"(time split at {ctr['data']['test from']}).\n", markdown(ctr["summary"])]
     if exchange:
         parts += [f"## Exchange rate (`moon exchange-rate`): ΔAUC vs ids only at sequence length {exchange['seq_len']}\n",
-                  exchange_table(exchange), f"Translates best: **{COLUMNS[exchange['best']]}**.\n"]
+                  rates_table(exchange["rates"], exchange.get("downstream", "auc")), f"Translates best: **{COLUMNS[exchange['best']]}**.\n"]
     images = plot(runs, ctr, run_dir)
     parts += ["## Plots\n"] + [f"![{i}]({i})" for i in images]
     if notes_file:

@@ -66,8 +66,9 @@ def fit_and_score(data: CTRData, content: torch.Tensor | None, seq_len: int, see
             loss.backward()
             opt.step()
     model.eval()
+    test_features = _tensors(test, seq_len)
     with torch.no_grad():
-        scores = torch.cat([model(*(f[idx] for f in _tensors(test, seq_len)))
+        scores = torch.cat([model(*(f[idx] for f in test_features))
                             for idx in torch.arange(len(test["label"])).split(4096)]).numpy()
     return {"auc": auc(test["label"], scores), "gauc": gauc(test["user_ids"], test["label"], scores),
             "seconds": time.perf_counter() - t0}

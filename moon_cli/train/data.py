@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from moon_cli.data.products import crop_lookup, product_records, query_record, text_only
+from moon_cli.data.products import crop_lookup, product_record, product_records, query_record, text_only
 from moon_cli.errors import MoonError
 from moon_cli.model.images import InputError
 from moon_cli.model.processor import MoonProcessor, Sequence
@@ -62,8 +62,8 @@ def _split_val(examples: list[Example], fraction: float, max_val: int, seed: int
 
 def build_posttrain_data(pairs: pa.Table, catalog: pa.Table, detections: pa.Table | None,
                          negatives: pa.Table | None, val_fraction: float, max_val: int, seed: int) -> TrainData:
-    products = product_records(catalog, detections)
-    crops = crop_lookup(detections)
+    crops = crop_lookup(detections)  # catalogue photos and query photos alike
+    products = [product_record(row, crops) for row in catalog.to_pylist()]
     item_ids = [p["item_id"] for p in products]
     row_of = {item: i for i, item in enumerate(item_ids)}
     neg_of: dict[str, list[int]] = {}

@@ -175,6 +175,21 @@ def read_table(path, contract: Contract | None = None, columns=None) -> Artifact
     return Artifact(table=table, source=source, base_dir=base_dir, manifest=manifest)
 
 
+def read_json_report(path, keys: tuple[str, ...], written_by: str) -> dict:
+    """A JSON report another stage wrote, with ``keys`` present; a one-line error if it is missing or damaged."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise MoonError(f"{path}: no such file; it is written by {written_by}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MoonError(f"{path}: not a readable JSON report ({exc}); re-run {written_by}") from None
+    missing = [k for k in keys if not isinstance(data, dict) or k not in data]
+    if missing:
+        raise MoonError(f"{path}: missing {', '.join(repr(k) for k in missing)}; re-run {written_by}")
+    return data
+
+
 # --------------------------------------------------------------------------------------------- writing
 def ensure_new_output(path, overwrite: bool) -> None:
     """Refuse to replace an existing output unless ``overwrite``; never touch it here."""

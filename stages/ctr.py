@@ -50,6 +50,7 @@ def ctr(behavior, catalog, embeddings, output, seq_lens, seeds, epochs, test_fra
     GAUC (per-user AUC weighted by impressions), mean ± std over seeds, per sequence length.
     """
     import time
+    from dataclasses import asdict
 
     from tqdm import tqdm
 
@@ -65,7 +66,7 @@ def ctr(behavior, catalog, embeddings, output, seq_lens, seeds, epochs, test_fra
                     test_fraction=test_fraction)
     t0 = time.perf_counter()
     data = build_ctr_data(read_table(behavior, BEHAVIOR).table, read_table(catalog, CATALOG).table,
-                          max(cfg.seq_lens), cfg.test_fraction)
+                          max(cfg.seq_lens), cfg.test_fraction, source=behavior)
     variants = {ID_ONLY: None}
     coverage = {}
     for spec in embeddings:
@@ -87,7 +88,7 @@ def ctr(behavior, catalog, embeddings, output, seq_lens, seeds, epochs, test_fra
                      **fit_and_score(data, variants[variant], seq_len, seed, cfg)})
     rows = summarise(runs)
     report = {"behavior": behavior, "catalog": catalog, "embeddings": list(embeddings), "coverage": coverage,
-              "config": cfg.__dict__, "data": {**data.counts, "test from": str(data.cut)}, "runs": runs, "summary": rows}
+              "config": asdict(cfg), "data": {**data.counts, "test from": str(data.cut)}, "runs": runs, "summary": rows}
     with atomic_dir(output, overwrite=True) as tmp:
         (tmp / "ctr.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
         (tmp / "report.md").write_text(f"# CTR with frozen embeddings\n\nTest impressions from {data.cut} "

@@ -30,11 +30,13 @@ def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output):
     from moon_cli.eval.evaluate import headline
     from moon_cli.eval.exchange import exchange_rates, rates_table
     from moon_cli.eval.report import COLUMNS, load_metrics
+    from moon_cli.io import read_json_report
 
-    path = ctr_dir / "ctr.json"
-    if not path.is_file():
+    if not (ctr_dir / "ctr.json").is_file():
         raise MoonError(f"{ctr_dir}: no ctr.json; --ctr takes a report directory written by `moon ctr`")
-    summary = json.loads(path.read_text())["summary"]
+    summary = read_json_report(ctr_dir / "ctr.json", ("summary",), "`moon ctr` (--ctr takes its report directory)")["summary"]
+    if not summary:
+        raise MoonError(f"{ctr_dir / 'ctr.json'}: holds no CTR results; re-run `moon ctr`")
     lengths = sorted({r["seq_len"] for r in summary})
     seq_len = seq_len or lengths[-1]
     if seq_len not in lengths:

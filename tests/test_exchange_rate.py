@@ -55,3 +55,16 @@ def test_exchange_rates_leave_out_versions_a_metric_cannot_score():
                 for i in range(4)]
     (row,) = exchange_rates(versions, ["image_to_product"])
     assert row["versions"] == 3 and row["labels"] == ["v1", "v2", "v3"]
+
+
+def test_damaged_reports_are_named_not_tracebacks(tmp_path):
+    specs = [("v1", 0.1, 0.9, 0.001), ("v2", 0.2, 0.5, 0.004), ("v3", 0.4, 0.7, 0.006)]
+    dirs, summary = zip(*(_version(tmp_path, *s) for s in specs))
+    (tmp_path / "ctr").mkdir()
+    (tmp_path / "ctr" / "ctr.json").write_text('{"summary": [')
+    r = run_moon("exchange-rate", *dirs, "--ctr", tmp_path / "ctr")
+    assert r.exit_code == 1 and "ctr.json: not a readable JSON report" in r.output
+    (tmp_path / "ctr" / "ctr.json").write_text(json.dumps({"summary": list(summary)}))
+    (dirs[0] / "metrics.json").write_text("{")
+    r = run_moon("exchange-rate", *dirs, "--ctr", tmp_path / "ctr")
+    assert r.exit_code == 1 and "metrics.json: not a readable JSON report" in r.output

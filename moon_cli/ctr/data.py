@@ -36,7 +36,8 @@ class CTRData:
         return {k: getattr(self, k)[rows] for k in ("user", "item", "category", "history", "label", "user_ids")}
 
 
-def build_ctr_data(behavior: pa.Table, catalog: pa.Table, max_len: int, test_fraction: float) -> CTRData:
+def build_ctr_data(behavior: pa.Table, catalog: pa.Table, max_len: int, test_fraction: float,
+                   source: str = "behavior") -> CTRData:
     import polars as pl
 
     cat = pl.from_arrow(catalog.select(["item_id", "category_path"]))
@@ -49,7 +50,7 @@ def build_ctr_data(behavior: pa.Table, catalog: pa.Table, max_len: int, test_fra
     log = pl.from_arrow(behavior.select(["user_id", "session_id", "ts", "item_id", "event"]))
     imp = log.filter(pl.col("event") == "impression")
     if imp.height == 0:
-        raise MoonError("behavior: no 'impression' events; a CTR model trains on impressions (label = clicked)")
+        raise MoonError(f"{source}: no 'impression' events; a CTR model trains on impressions (label = clicked)")
     clicks = log.filter(pl.col("event") == "click")
     clicked = clicks.select("session_id", "item_id").unique().with_columns(pl.lit(1.0).alias("label"))
     imp = (imp.join(clicked, on=["session_id", "item_id"], how="left")
@@ -63,7 +64,7 @@ def build_ctr_data(behavior: pa.Table, catalog: pa.Table, max_len: int, test_fra
 
     for name, part in (("train", imp.filter(~pl.col("is_test"))), ("test", imp.filter(pl.col("is_test")))):
         if part["label"].n_unique() < 2:
-            raise MoonError(f"behavior: the {name} split ({part.height} impressions) needs both clicked and unclicked "
+            raise MoonError(f"{source}: the {name} split ({part.height} impressions) needs both clicked and unclicked "
                             f"impressions; give a longer log or change --test-fraction")
     known = imp.filter(~pl.col("is_test"))["user_id"].unique().sort().to_list()
     user_index = {u: i + 1 for i, u in enumerate(known)}

@@ -24,12 +24,12 @@ def _delta(v, base) -> str:
 
 
 def load_metrics(report_dir: Path) -> dict:
-    path = Path(report_dir) / "metrics.json"
-    if not path.is_file():
-        from moon_cli.errors import MoonError
+    from moon_cli.errors import MoonError
+    from moon_cli.io import read_json_report
 
+    if not (Path(report_dir) / "metrics.json").is_file():
         raise MoonError(f"{report_dir}: no metrics.json; --compare takes report directories written by `moon evaluate`")
-    return json.loads(path.read_text())
+    return read_json_report(Path(report_dir) / "metrics.json", ("label", "retrieval"), "`moon evaluate`")
 
 
 def summary_table(runs: list[dict]) -> str:

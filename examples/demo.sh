@@ -22,10 +22,10 @@ moon mine-pairs "$w/behavior.parquet" --catalog "$w/catalog.parquet" -o "$run/pa
 moon sample-negatives "$run/pairs.parquet" --catalog "$w/catalog.parquet" -o "$run/negatives.parquet" \
   --per-pair 8 --overwrite
 moon inspect "$run/negatives.parquet" --contract negatives --head 1 >&2
-echo "== 4. post-training (InfoNCE over in-batch + same-category hard negatives, guided MoE)" >&2
+echo "== 4. post-training (InfoNCE over in-batch + same-category hard negatives, guided MoE; listings' other photos as extra image queries)" >&2
 moon train "$run/pairs.parquet" --catalog "$w/catalog.parquet" --negatives "$run/negatives.parquet" \
   --detections "$run/detections.parquet" -o "$run/model" --steps "$steps" --batch-size 32 \
-  --val-every 60 --checkpoint-every 60 --seed "$seed" --overwrite --quiet
+  --catalog-views --val-every 60 --checkpoint-every 60 --seed "$seed" --overwrite --quiet
 echo "== 5. embed the catalogue, index it, search it" >&2
 moon embed "$w/catalog.parquet" -m "$run/model" --detections "$run/detections.parquet" \
   -o "$run/catalog_embeddings.parquet" --overwrite --quiet

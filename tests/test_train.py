@@ -207,6 +207,41 @@ def test_pretrain_then_posttrain_from_its_checkpoint(train_inputs, tmp_path):
     assert json.loads((post / "run.json").read_text())["model"] == str(pre)
 
 
+def test_catalog_views_add_a_listings_other_photos_as_image_queries_for_training_only(train_inputs):
+    import pyarrow as pa
+
+    pairs = read_table(train_inputs["pairs"], PAIRS).table
+    catalog = read_table(train_inputs["catalog"], CATALOG).table
+    listings = catalog.to_pylist()
+    second = next(row["image_paths"][1] for row in listings if len(row["image_paths"]) > 1)
+    detections = pa.table({"image_path": [second], "crop_path": ["/crops/second.jpg"], "status": ["ok"]})
+    data = build_posttrain_data(pairs, catalog, detections, None, 0.2, 50, seed=0)
+    before, val_keys = len(data.examples), {ex.key for ex in data.val}
+
+    added = data.add_catalog_views(1)
+    assert added == sum(len(row["image_paths"]) - 1 for row in listings) > 0
+    views = data.examples[before:]
+    assert len(views) == added and all(ex.modality == "image" and not ex.negatives for ex in views)
+    for ex in views:  # a photo of the listing other than the one the product view shows, pointing at it
+        photos = listings[ex.item]["image_paths"]
+        assert ex.query["image"] in photos[1:] and data.positives_of[ex.key] == [ex.item]
+    assert {ex.key for ex in views}.isdisjoint(val_keys) and len(data.val) > 0
+    assert next(ex for ex in views if ex.query["image"] == second).query["crop"] == "/crops/second.jpg"
+    assert build_posttrain_data(pairs, catalog, None, None, 0.2, 50, seed=0).add_catalog_views(4) < added
+
+
+def test_catalog_views_through_the_cli_and_refused_for_pretrain(train_inputs, tmp_path):
+    r = run_moon(*train_args(train_inputs, tmp_path / "views", "--steps", 1, "--catalog-views",
+                             "--modality-mix", "1:0:0"))
+    assert r.exit_code == 0, r.output
+    assert "catalogue views" in r.output
+    assert json.loads((tmp_path / "views" / "run.json").read_text())["train"]["catalog_views"] is True
+    r = run_moon("train", "--objective", "pretrain", "--catalog", train_inputs["catalog"], "-o", tmp_path / "pre",
+                 "--catalog-views", *FAST)
+    assert r.exit_code != 0 and "--catalog-views is a post-training option" in r.output
+    assert not (tmp_path / "pre").exists()
+
+
 def test_torchrun_two_processes_gather_each_others_products(train_inputs, tmp_path):
     out = tmp_path / "ddp"
     cmd = (f"OMP_NUM_THREADS=1 torchrun --nproc_per_node 2 --master_port 29517 -m moon_cli.cli train "

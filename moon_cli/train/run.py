@@ -84,7 +84,9 @@ def _check_same_run(out: Path, record: dict) -> None:
     if not path.is_file():
         return
     before = json.loads(path.read_text())
-    diffs = [k for k in sorted(set(before["train"]) | set(record["train"])) if before["train"].get(k) != record["train"].get(k)]
+    defaults = asdict(TrainConfig())  # a setting added since that run was started had its default then
+    diffs = [k for k in sorted(set(before["train"]) | set(record["train"]))
+             if before["train"].get(k, defaults.get(k)) != record["train"].get(k, defaults.get(k))]
     diffs += [f"input {k}" for k in sorted(set(before["inputs"]) | set(record["inputs"]))
               if before["inputs"].get(k, {}).get("fingerprint") != record["inputs"].get(k, {}).get("fingerprint")]
     if before.get("model") != record["model"]:
@@ -165,6 +167,8 @@ def run_training(cfg: TrainConfig, req: TrainRequest) -> dict:
         if req.resume:
             _check_same_run(req.output, record)
         model = _build_model(cfg, req, device, resume_from)
+        if cfg.catalog_views:  # which photos are "other" views depends on how many the model reads per product
+            data.add_catalog_views(model.config.input.max_images)
         _create_output(req, info)
         if not req.resume and info.is_main:
             (req.output / RUN).write_text(json.dumps(record, indent=2) + "\n")
@@ -193,11 +197,13 @@ def _modality_counts(data) -> str:
 
 
 def _summary(cfg: TrainConfig, data, trainer: Trainer, result: dict) -> dict:
-    dropped = {k: v for k, v in data.counts.items() if k not in ("pairs", "products", "photos") and v}
+    dropped = {k: v for k, v in data.counts.items() if k not in ("pairs", "products", "photos", "catalogue views") and v}
+    views = data.counts.get("catalogue views")
     skipped = dict(trainer.builder.skipped)
     out = {
         "objective": cfg.objective,
-        "examples": f"{len(data.examples)} train, {len(data.val)} validation"
+        "examples": f"{len(data.examples)} train" + (f" ({views} of them catalogue views)" if views is not None else "")
+                    + f", {len(data.val)} validation"
                     + (f"; dropped: {dropped}" if dropped else ""),
         "steps": f"{result['steps']} of {cfg.steps}" + ("" if result["steps"] >= cfg.steps else " (stopped early)"),
         "time": f"{result['seconds']:.1f} s ({result['samples_per_s']:.1f} samples/s)",

@@ -49,6 +49,7 @@ class TrainConfig:
     learn_temperature: bool = True
     hard_negatives: int = 1  # hard negatives per query drawn from --negatives each step
     use_hard_negatives: bool = True
+    catalog_views: bool = False  # also train on listings' other photos as image queries (posttrain)
     queue_size: int = 512
     use_queue: bool = True
     use_gather: bool = True

@@ -58,7 +58,8 @@ DATA ?=
 MODEL ?= tiny
 REPRO_ENV = DATA="$(DATA)" MODEL="$(MODEL)" $(if $(PRODUCTS),PRODUCTS="$(PRODUCTS)") $(if $(STEPS),STEPS="$(STEPS)") \
 	$(if $(BATCH),BATCH="$(BATCH)") $(if $(SEEDS),SEEDS="$(SEEDS)") $(if $(NPROC),NPROC="$(NPROC)") \
-	$(if $(CTR_SEEDS),CTR_SEEDS="$(CTR_SEEDS)") $(if $(LR),LR="$(LR)") $(if $(CONFIG),CONFIG="$(CONFIG)") NOTES="$(NOTES)"
+	$(if $(CTR_SEEDS),CTR_SEEDS="$(CTR_SEEDS)") $(if $(LR),LR="$(LR)") $(if $(CONFIG),CONFIG="$(CONFIG)") \
+	$(if $(VIEWS),VIEWS="$(VIEWS)") NOTES="$(NOTES)"
 
 reproduce: $(VENV)/.baselines ## the papers' tables: ablations, dual encoder, baselines, CTR, exchange rate (~1 h on 2 cores)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(REPRO_ENV) REPRODUCE_COMMAND="$(strip make reproduce $(MAKEOVERRIDES))" \

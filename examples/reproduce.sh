@@ -11,6 +11,8 @@
 #             other process's products become negatives — the "spatial" part the no-queue-gather row removes)
 #   LR        learning rate [default: the model's recipe]      SEQ_LENS  CTR sequence lengths (2,8,32)
 #   CONFIG    a JSON of model-config overrides for `moon train --config` (e.g. examples/configs/qwen2.5-vl-3b.json)
+#   VIEWS     1: train every version with `--catalog-views` (listings' other photos as extra image queries;
+#             not in the papers' recipe, so off by default)
 set -euo pipefail
 run=${1:?usage: reproduce.sh RUN_DIR}
 model=${MODEL:-tiny}
@@ -24,6 +26,7 @@ seq_lens=${SEQ_LENS:-2,8,32}
 train_opts=()
 [[ -n "${LR:-}" ]] && train_opts=(--lr "$LR")
 [[ -n "${CONFIG:-}" ]] && train_opts+=(--config "$CONFIG")
+[[ "${VIEWS:-0}" == 1 ]] && train_opts+=(--catalog-views)
 mkdir -p "$run"
 SECONDS=0
 log() { echo "== [$(date +%H:%M:%S) +${SECONDS}s] $*" >&2; }

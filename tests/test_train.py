@@ -236,6 +236,11 @@ def test_catalog_views_through_the_cli_and_refused_for_pretrain(train_inputs, tm
     assert r.exit_code == 0, r.output
     assert "catalogue views" in r.output
     assert json.loads((tmp_path / "views" / "run.json").read_text())["train"]["catalog_views"] is True
+    four = tmp_path / "four_photos.json"  # synth listings have at most 4 photos: no view is left over
+    four.write_text(json.dumps({"input": {"max_images": 4}}))
+    r = run_moon(*train_args(train_inputs, tmp_path / "no-views", "--steps", 1, "--catalog-views", "--config", four))
+    assert r.exit_code == 0, r.output
+    assert "found no listing with more than 4 photo(s)" in r.output and "(0 of them catalogue views)" in r.output
     r = run_moon("train", "--objective", "pretrain", "--catalog", train_inputs["catalog"], "-o", tmp_path / "pre",
                  "--catalog-views", *FAST)
     assert r.exit_code != 0 and "--catalog-views is a post-training option" in r.output
@@ -278,3 +283,26 @@ def test_the_dual_encoder_baseline_trains_through_the_cli(train_inputs, tmp_path
     assert config["input"]["max_images"] == 1 and not config["input"]["use_crops"]
     losses = [row["loss"] for row in log_of(tmp_path / "dual")]
     assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+
+
+def test_resume_refuses_changed_settings_but_not_settings_added_since(tmp_path):
+    from dataclasses import asdict
+
+    from moon_cli.errors import MoonError
+    from moon_cli.train.run import _check_same_run
+    from moon_cli.train.trainer import RUN, TrainConfig
+
+    record = {"train": asdict(TrainConfig()), "model": "tiny", "inputs": {"pairs": {"fingerprint": "a"}}}
+    older = json.loads(json.dumps(record))
+    del older["train"]["catalog_views"]  # a run.json written before the option existed
+    (tmp_path / RUN).write_text(json.dumps(older))
+    _check_same_run(tmp_path, record)  # the new option at its default: the same run
+    for key, value in (("catalog_views", True), ("lr", 1.0)):
+        changed = json.loads(json.dumps(record))
+        changed["train"][key] = value
+        with pytest.raises(MoonError, match=f"different settings than the run it continues \\({key}\\)"):
+            _check_same_run(tmp_path, changed)
+    changed = json.loads(json.dumps(record))
+    changed["inputs"]["pairs"]["fingerprint"] = "b"
+    with pytest.raises(MoonError, match="input pairs"):
+        _check_same_run(tmp_path, changed)

@@ -168,7 +168,10 @@ def run_training(cfg: TrainConfig, req: TrainRequest) -> dict:
             _check_same_run(req.output, record)
         model = _build_model(cfg, req, device, resume_from)
         if cfg.catalog_views:  # which photos are "other" views depends on how many the model reads per product
-            data.add_catalog_views(model.config.input.max_images)
+            view_size = model.config.input.max_images
+            if data.add_catalog_views(view_size) == 0 and info.is_main:
+                click.echo(f"moon train: warning: --catalog-views found no listing with more than {view_size} "
+                           f"photo(s) (the model reads the first {view_size}); training on the pairs alone", err=True)
         _create_output(req, info)
         if not req.resume and info.is_main:
             (req.output / RUN).write_text(json.dumps(record, indent=2) + "\n")

@@ -58,7 +58,7 @@ def _mix(text: str) -> dict[str, float]:
 @click.option("--catalog-views", is_flag=True,
               help="Also train on catalogue views: each listing photo the product view leaves out (after the "
                    "model's first input.max_images) becomes an image query for its own product. Recommended when "
-                   "shoppers' photo queries are few (on the synthetic demo it doubles image→product Recall@10).")
+                   "shoppers' photo queries are few (on two synthetic demo worlds it lifted image→product Recall@10 0.16 → 0.27 and 0.12 → 0.22).")
 @click.option("--queue-size", type=click.IntRange(min=0), default=None,
               help="Product embeddings kept from earlier steps as negatives (temporal) [default: 512; 0 for the "
                    "random-init tiny preset, whose fast-moving embeddings go stale in the queue].")

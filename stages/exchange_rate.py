@@ -28,7 +28,7 @@ def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output):
 
     from moon_cli.errors import MoonError
     from moon_cli.eval.evaluate import headline
-    from moon_cli.eval.exchange import exchange_rates, rates_table
+    from moon_cli.eval.exchange import exchange_rates, format_or_na, rates_table
     from moon_cli.eval.report import COLUMNS, load_metrics
     from moon_cli.io import read_json_report
 
@@ -64,6 +64,5 @@ def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output):
     echo_summary("moon exchange-rate", {
         "versions": f"{len(versions)} ({', '.join(v['label'] for v in versions)})",
         "downstream": f"Δ{downstream.upper()} vs ids only at sequence length {seq_len} (spread {spread:.4f})",
-        "translates best": f"{COLUMNS[best['metric']]} (Spearman "
-                           + ("n/a" if best["spearman"] is None else f"{best['spearman']:+.2f}") + ")",
+        "translates best": f"{COLUMNS[best['metric']]} (Spearman {format_or_na(best['spearman'], '+.2f')})",
     })

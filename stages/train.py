@@ -58,7 +58,8 @@ def _mix(text: str) -> dict[str, float]:
 @click.option("--catalog-views", is_flag=True,
               help="Also train on catalogue views: each listing photo the product view leaves out (after the "
                    "model's first input.max_images) becomes an image query for its own product. Recommended when "
-                   "shoppers' photo queries are few (on two synthetic demo worlds it lifted image→product Recall@10 0.16 → 0.27 and 0.12 → 0.22).")
+                   "shoppers' photo queries are few (on two synthetic demo worlds it lifted image→product "
+                   "Recall@10 0.16 → 0.27 and 0.12 → 0.22).")
 @click.option("--queue-size", type=click.IntRange(min=0), default=None,
               help="Product embeddings kept from earlier steps as negatives (temporal) [default: 512; 0 for the "
                    "random-init tiny preset, whose fast-moving embeddings go stale in the queue].")
@@ -83,9 +84,9 @@ def _mix(text: str) -> dict[str, float]:
 @overwrite_option
 @quiet_option
 def train(pairs, catalog, output, objective, negatives, detections, no_crops, model_name, config_file, steps, batch_size,
-          lr, temperature, fixed_temperature, hard_negatives, no_hard_negatives, catalog_views, queue_size, no_queue, no_gather,
-          no_moe, arch, matryoshka, grad_cache, chunk_size, modality_mix, val_every, val_fraction, checkpoint_every, bf16,
-          gradient_checkpointing, seed, resume, stop_at_step, overwrite, quiet):
+          lr, temperature, fixed_temperature, hard_negatives, no_hard_negatives, catalog_views, queue_size, no_queue,
+          no_gather, no_moe, arch, matryoshka, grad_cache, chunk_size, modality_mix, val_every, val_fraction,
+          checkpoint_every, bf16, gradient_checkpointing, seed, resume, stop_at_step, overwrite, quiet):
     """Train MOON on PAIRS (from `moon mine-pairs`) and the catalogue; write a checkpoint directory.
 
     InfoNCE over the positive, in-batch products, hard negatives, products gathered from other processes

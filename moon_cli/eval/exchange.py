@@ -43,7 +43,7 @@ def exchange_rates(versions: list[dict], metrics: list[str]) -> list[dict]:
     return sorted(rows, key=key, reverse=True)
 
 
-def _fmt(value, spec: str) -> str:
+def format_or_na(value, spec: str) -> str:
     return "n/a" if value is None else format(value, spec)
 
 
@@ -54,6 +54,6 @@ def rates_table(rows: list[dict], downstream: str = "auc") -> str:
     lines = [f"| intermediate metric | Δ{downstream.upper()} per +0.01 | R² | Spearman ρ | versions |", "|---|---|---|---|---|"]
     for r in rows:
         per_point = None if r["slope"] is None else r["slope"] * 0.01
-        lines.append(f"| {COLUMNS[r['metric']]} | {_fmt(per_point, '+.5f')} | {_fmt(r['r2'], '.2f')} | "
-                     f"{_fmt(r['spearman'], '+.2f')} | {r['versions']} |")
+        lines.append(f"| {COLUMNS[r['metric']]} | {format_or_na(per_point, '+.5f')} | "
+                     f"{format_or_na(r['r2'], '.2f')} | {format_or_na(r['spearman'], '+.2f')} | {r['versions']} |")
     return "\n".join(lines) + "\n"

@@ -22,6 +22,7 @@ from moon_cli.model.processor import MoonProcessor, Sequence
 from moon_cli.train.loss import NO_ITEM
 
 MODALITIES = ("image", "text", "multimodal")
+VIEWS = "catalogue views"  # the counts key of examples added by ``TrainData.add_catalog_views``
 
 
 @dataclass
@@ -58,7 +59,7 @@ class TrainData:
         self.examples.extend(views)
         for ex in views:
             self.positives_of[ex.key] = [ex.item]
-        self.counts["catalogue views"] = len(views)
+        self.counts[VIEWS] = len(views)
         return len(views)
 
     def by_modality(self) -> dict[str, list[int]]:

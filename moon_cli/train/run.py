@@ -200,8 +200,10 @@ def _modality_counts(data) -> str:
 
 
 def _summary(cfg: TrainConfig, data, trainer: Trainer, result: dict) -> dict:
-    dropped = {k: v for k, v in data.counts.items() if k not in ("pairs", "products", "photos", "catalogue views") and v}
-    views = data.counts.get("catalogue views")
+    from moon_cli.train.data import VIEWS
+
+    dropped = {k: v for k, v in data.counts.items() if k not in ("pairs", "products", "photos", VIEWS) and v}
+    views = data.counts.get(VIEWS)
     skipped = dict(trainer.builder.skipped)
     out = {
         "objective": cfg.objective,

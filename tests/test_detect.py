@@ -85,3 +85,38 @@ def test_held_out_split_does_not_depend_on_where_the_world_lies():
     here = [held_out(f"/work/a/world/{n}", 0.15) for n in names]
     there = [held_out(f"/tmp/clone/runs/world/{n}", 0.15) for n in names]
     assert here == there and 20 < sum(here) < 100
+
+
+class _RunsCode:
+    """A pickle payload: unpickling it calls os.system (what a crafted detector file does)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("stage", ["detect", "detect-train"])
+def test_a_crafted_detector_file_runs_no_code(world, detector, tmp_path, stage):
+    """`.pt` detector files are pickles; loading one must never run the code a crafted file carries."""
+    import torch
+
+    marker = tmp_path / "pwned"
+    crafted = tmp_path / "evil" / "weights.pt"
+    crafted.parent.mkdir()
+    torch.save({"model": _RunsCode(marker)}, crafted)
+    if stage == "detect":
+        r = run_moon("detect", world / "images", "--weights", crafted.parent, "-o", tmp_path / "d.parquet", "-q")
+    else:
+        r = run_moon("detect-train", world / "boxes.parquet", "-o", tmp_path / "det", "--model", crafted,
+                     "--epochs", 1, "--imgsz", 64, "--max-images", 40)
+    assert not marker.exists(), "the crafted file ran code"
+    assert r.exit_code == 1 and str(crafted) in r.output and "Traceback" not in r.output
+    assert len(r.output.strip().splitlines()) == 1, r.output
+    assert not (tmp_path / "d.parquet").exists() and not (tmp_path / "det" / "weights.pt").exists()
+    # the real detector still loads under the same safe mode
+    r = run_moon("detect", world / "images", "--weights", detector, "-o", tmp_path / "ok.parquet", "-q")
+    assert r.exit_code == 0, r.output

@@ -55,7 +55,13 @@ def load_detector(weights_dir: Path):
         raise MoonError(f"--weights {weights_dir}: no detector weights there; train one with `moon detect-train`")
     summary = weights.parent / "summary.json"
     imgsz = json.loads(summary.read_text()).get("imgsz", 128) if summary.is_file() else 128
-    return offline_ultralytics()(str(weights)), imgsz
+    YOLO = offline_ultralytics()
+    try:
+        return YOLO(str(weights)), imgsz
+    except Exception as exc:  # noqa: BLE001 - torch / ultralytics raise many types for a bad or unsafe file
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise MoonError(f"--weights {weights}: not a loadable detector ({first[:200]}); detector files are loaded "
+                        f"without running code — train one with `moon detect-train`") from None
 
 
 def crop_name(image_path: str) -> str:

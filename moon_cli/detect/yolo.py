@@ -3,6 +3,10 @@
 ultralytics phones home (hub checks, analytics) and downloads a font for its plots unless told
 otherwise. Before importing it we set YOLO_OFFLINE, point YOLO_CONFIG_DIR at moon's own cache, put a
 TTF font (matplotlib's DejaVuSans) where it looks for Arial.ttf, and turn analytics off.
+
+Detector ``.pt`` files are pickles: by default ultralytics unpickles them in full, so a crafted file runs
+code. ``ULTRALYTICS_SAFE_LOAD`` makes it load with ``weights_only=True`` against an allow-list of its own
+model classes; moon always turns it on (a real detector still loads; a crafted one is refused).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ def offline_ultralytics():
     (cfg / "Ultralytics").mkdir(parents=True, exist_ok=True)
     os.environ["YOLO_CONFIG_DIR"] = str(cfg)
     os.environ["YOLO_OFFLINE"] = "1"
+    os.environ["ULTRALYTICS_SAFE_LOAD"] = "1"  # read when ultralytics is imported
     os.environ.setdefault("YOLO_VERBOSE", "False")
     font = cfg / "Ultralytics" / "Arial.ttf"
     if not font.exists():
@@ -32,7 +37,9 @@ def offline_ultralytics():
 
         shutil.copyfile(Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf", font)
     from ultralytics import YOLO, settings
+    from ultralytics.nn import tasks
 
+    tasks.SAFE_LOAD = True  # also when something imported ultralytics before the variable was set
     if settings.get("sync", True):
         settings.update({"sync": False})
     _restore_pil_open()

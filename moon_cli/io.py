@@ -1,8 +1,8 @@
 """Artifact I/O shared by every stage: Parquet on disk, an Arrow IPC stream on ``-``.
 
 - Reads validate against a contract and resolve relative path columns against the artifact's directory.
-- Writes are atomic (temporary file in the target directory + rename), refuse to replace an existing
-  output unless asked, store path columns relative to the output's directory when the file lies
+- Writes are atomic (temporary file in the target directory + rename), hold an exclusive lock on the
+  output so that a second writer to it is refused at once, refuse to replace an existing output unless asked, store path columns relative to the output's directory when the file lies
   beneath it, and carry a manifest (stage, version, parameters, seed, input fingerprints) in the
   schema's key-value metadata.
 """
@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -200,6 +202,49 @@ def ensure_new_output(path, overwrite: bool) -> None:
         raise MoonError(f"{p}: already exists; pass --overwrite to replace it (or choose another output)")
 
 
+def lock_path(path) -> Path:
+    target = Path(path)
+    return target.parent / f".{target.name}.lock"
+
+
+@contextlib.contextmanager
+def output_lock(path) -> Iterator[None]:
+    """Hold an exclusive lock on the output ``path`` for the block; a second writer is refused at once.
+
+    The lock is a hidden ``.NAME.lock`` file beside the output (flock: released by the kernel when the
+    process dies, so a killed run never leaves a stale lock). It is removed on release; a writer that
+    opened the file just before it was removed sees a different inode and retries on the new file.
+    """
+    if is_stdio(path):
+        yield
+        return
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise MoonError(f"{path}: another moon process is writing this output right now (lock {lock}); "
+                                f"wait for it to finish or choose another output") from None
+            raise
+        try:
+            same = os.fstat(fd).st_ino == os.stat(lock).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the previous holder removed the file between our open and our lock: try again
+    try:
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)
+        os.close(fd)
+
+
 @contextlib.contextmanager
 def atomic_file(path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` only if the block succeeds."""
@@ -219,8 +264,16 @@ def atomic_file(path) -> Iterator[Path]:
 def atomic_dir(path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; it replaces ``path`` only when the block succeeds.
 
-    An existing non-empty ``path`` is refused without ``overwrite`` (and left untouched).
+    An existing non-empty ``path`` is refused without ``overwrite`` (and left untouched); a second writer to
+    the same ``path`` is refused while the first holds it.
     """
+    with output_lock(path):
+        with _atomic_dir(path, overwrite) as tmp:
+            yield tmp
+
+
+@contextlib.contextmanager
+def _atomic_dir(path, overwrite: bool) -> Iterator[Path]:
     target = Path(path)
     if target.exists() and not target.is_dir():
         raise MoonError(f"{target}: exists and is not a directory")
@@ -271,7 +324,12 @@ class TableWriter:
             self._writer = pa.ipc.new_stream(sys.stdout.buffer, self.schema)
             self._to_file = False
         else:
-            ensure_new_output(path, overwrite)
+            self._stack.enter_context(output_lock(path))
+            try:
+                ensure_new_output(path, overwrite)
+            except MoonError:
+                self._stack.close()
+                raise
             self.out_dir = Path(path).resolve().parent
             tmp = self._stack.enter_context(atomic_file(path))
             self._writer = pq.ParquetWriter(tmp, self.schema)

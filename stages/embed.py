@@ -49,7 +49,7 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
     from moon_cli.embed.inputs import FolderInput, TableInput
     from moon_cli.embed.run import embed_to_parquet
     from moon_cli.errors import MoonError
-    from moon_cli.io import is_stdio, make_manifest, read_table, resolve_paths
+    from moon_cli.io import fingerprint, is_stdio, make_manifest, read_table, resolve_paths
 
     shard_t = _shard(shard)
     if output.exists() and not (resume or overwrite):
@@ -68,7 +68,7 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
     encoder = load_encoder(model_name, device)
     params = {"model": model_name, "model_id": encoder.model_id, "dim": min(dim or encoder.dim, encoder.dim),
-              "kind": source.kind, "shard": shard}
+              "kind": source.kind, "shard": shard, "detections": fingerprint(detections) if detections else None}
     manifest = make_manifest("embed", params, inputs=[p for p in (input_path, detections) if p])
     stats = embed_to_parquet(source, encoder, output, batch_size=batch_size, dim=dim, shard=shard_t, resume=resume,
                              overwrite=overwrite, manifest=manifest, quiet=quiet)

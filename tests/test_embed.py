@@ -121,3 +121,45 @@ def test_bad_model_and_bad_shard_are_one_line_errors(world_template, tmp_path):
     assert not (tmp_path / "e.parquet").exists()
     r = run_moon("embed", world_template / "catalog.parquet", "-m", "tiny", "-o", tmp_path / "e.parquet", "--shard", "2/2")
     assert r.exit_code == 2
+
+
+def test_two_writers_to_one_output_one_succeeds_the_other_is_refused(world_template, tmp_path):
+    """Two `moon embed -o same.parquet` at once: the second is refused at once, the first writes every row."""
+    import subprocess
+    import sys
+    import time
+
+    from moon_cli.io import lock_path, output_lock
+
+    cat, out = world_template / "catalog.parquet", tmp_path / "same.parquet"
+    n_rows = pq.read_metadata(cat).num_rows
+    cmd = [sys.executable, "-m", "moon_cli.cli", "embed", str(cat), "-m", "tiny", "-o", str(out), "-q",
+           "--batch-size", "8", "--overwrite"]
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not lock_path(out).exists() and first.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert first.poll() is None, "the first writer must still be running for this test to mean anything"
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 1 and "another moon process is writing" in second.stderr, second.stderr
+    assert "Traceback" not in second.stderr and len(second.stderr.strip().splitlines()) == 1
+    assert first.wait(timeout=300) == 0, first.stderr.read()
+    assert sorted(r["id"] for r in rows_of(out)) == sorted(set(r["id"] for r in rows_of(out)))
+    assert len(rows_of(out)) == n_rows and not parts_dir(out).exists() and not lock_path(out).exists()
+    # the same rule for every table stage and for a run holding the lock in this process
+    with output_lock(tmp_path / "held.parquet"):
+        r = run_moon("embed", cat, "-m", "tiny", "-o", tmp_path / "held.parquet", "-q")
+        assert r.exit_code == 1 and "another moon process is writing" in r.output
+    assert not (tmp_path / "held.parquet").exists()
+
+
+def test_resume_refuses_a_run_with_another_dim_kind_or_detections(world_template, tmp_path):
+    cat, out = world_template / "catalog.parquet", tmp_path / "e.parquet"
+    assert run_moon("embed", cat, "-m", "tiny", "-o", out, "--dim", 64, "-q", "--batch-size", 32).exit_code == 0
+    before = out.read_bytes()
+    r = run_moon("embed", cat, "-m", "tiny", "-o", out, "--dim", 128, "--resume", "-q")
+    assert r.exit_code == 1 and "dim 64" in r.output and "128" in r.output and "Traceback" not in r.output
+    assert out.read_bytes() == before  # nothing mixed in
+    r = run_moon("embed", cat, "-m", "tiny", "-o", out, "--dim", 64, "--resume", "-q")
+    assert r.exit_code == 0 and out.read_bytes() != b""
+    assert {len(row["vector"]) for row in rows_of(out)} == {64}

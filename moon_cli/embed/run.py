@@ -23,7 +23,7 @@ from tqdm import tqdm
 from moon_cli.embed.encoders import Encoder
 from moon_cli.embed.inputs import EmbedItem, in_shard
 from moon_cli.errors import MoonError
-from moon_cli.io import MANIFEST_KEY, atomic_file, read_manifest
+from moon_cli.io import MANIFEST_KEY, atomic_file, output_lock, read_manifest
 
 
 @dataclass
@@ -51,13 +51,19 @@ def model_of(path: Path) -> dict:
     return read_manifest(pq.read_schema(path)).get("params", {})
 
 
-def _done_ids(paths: list[Path], model_id: str) -> set[str]:
+# the manifest parameters that shape the rows: --resume refuses to mix rows made with other values
+SHAPING = ("model_id", "dim", "kind", "detections")
+
+
+def _done_ids(paths: list[Path], manifest: dict) -> set[str]:
     done: set[str] = set()
+    want = manifest["params"]
     for p in paths:
-        have = model_of(p).get("model_id")
-        if have != model_id:
-            raise MoonError(f"{p}: was embedded with model '{have}', not '{model_id}'; --resume needs the same "
-                            f"model (use --overwrite to start over)")
+        have = model_of(p)
+        for key in SHAPING:
+            if have.get(key) != want.get(key):
+                raise MoonError(f"{p}: was embedded with {key} {have.get(key)!r}, this run has {want.get(key)!r}; "
+                                f"--resume needs the same settings (use --overwrite to start over)")
         done.update(pq.read_table(p, columns=["id"]).column("id").to_pylist())
     return done
 
@@ -82,9 +88,16 @@ def _record_batch(items: list[EmbedItem], enc, dim: int, source) -> tuple[pa.Tab
     return table, len(enc.errors)
 
 
-def embed_to_parquet(source, encoder: Encoder, output: Path, *, batch_size: int = 16, dim: int | None = None,
-                     shard: tuple[int, int] | None = None, resume: bool = False, overwrite: bool = False,
-                     manifest: dict, flush_rows: int = 256, quiet: bool = False) -> EmbedStats:
+def embed_to_parquet(source, encoder: Encoder, output: Path, **kwargs) -> EmbedStats:
+    """Embed every item of ``source`` into ``output``; the whole run holds the output's lock (its parts
+    directory is shared by nothing else), so a second writer to the same output is refused at once."""
+    with output_lock(output):
+        return _embed_to_parquet(source, encoder, output, **kwargs)
+
+
+def _embed_to_parquet(source, encoder: Encoder, output: Path, *, batch_size: int = 16, dim: int | None = None,
+                      shard: tuple[int, int] | None = None, resume: bool = False, overwrite: bool = False,
+                      manifest: dict, flush_rows: int = 256, quiet: bool = False) -> EmbedStats:
     stats = EmbedStats()
     started = time.perf_counter()
     out_dim = min(dim, encoder.dim) if dim else encoder.dim
@@ -100,7 +113,7 @@ def embed_to_parquet(source, encoder: Encoder, output: Path, *, batch_size: int 
             previous += sorted(parts.glob("part-*.parquet"))
         else:
             shutil.rmtree(parts)
-    done = _done_ids(previous, manifest["params"]["model_id"]) if previous else set()
+    done = _done_ids(previous, manifest) if previous else set()
     parts.mkdir(parents=True, exist_ok=True)
     next_part = len(list(parts.glob("part-*.parquet")))
     buffer: list[pa.Table] = []

@@ -17,14 +17,17 @@ from moon_cli.options import echo_summary, overwrite_option
 def index(embeddings, output, index_type, append, overwrite):
     """Index one or more EMBEDDINGS Parquet files (from `moon embed`, all made by the same model).
 
-    Rows with status error are left out. After building, recall@10 against exact search is measured on
-    a sample of stored vectors and printed.
+    Rows with status error are left out, and so are rows whose vector is null, NaN or Inf and repeats of
+    an id already indexed (the first row of an id is kept: one model gives one id one vector, so a repeat
+    comes from overlapping inputs); the summary counts each. A new index is built beside OUTPUT and swapped
+    in whole. After building, recall@10 against exact search is measured on a sample of stored vectors and
+    printed.
     """
     import pyarrow as pa
 
     from moon_cli.contracts import EMBEDDINGS
     from moon_cli.errors import MoonError
-    from moon_cli.index.lance import build_index
+    from moon_cli.index.lance import build_index, clean_rows
     from moon_cli.io import read_table
 
     if output.exists() and any(output.iterdir()) and not (append or overwrite):
@@ -42,19 +45,43 @@ def index(embeddings, output, index_type, append, overwrite):
         t = art.table
         if "status" in t.column_names:
             t = t.filter(pa.compute.equal(t.column("status"), "ok")).drop_columns(["status", "error"])
+        _check_width(t, int(model["dim"]), art.source)
         tables.append(t)
     table = pa.concat_tables(tables, promote_options="permissive")
     dim = int(model["dim"])
     table = table.set_column(table.schema.get_field_index("vector"), pa.field("vector", pa.list_(pa.float32(), dim)),
                              table.column("vector").cast(pa.list_(pa.float32(), dim)))
+    table, dropped, first_bad = clean_rows(table)
     if table.num_rows == 0 and not append:
-        raise MoonError("no ok rows to index")
+        raise MoonError("no ok rows to index" + (f" (left out: {_counts(dropped)})" if dropped else ""))
     report = build_index(table, output, model, index_type, append)
     echo_summary(f"moon index: wrote {output}", {
         "model": f"{model['model']} ({model['model_id']}), dim {dim}",
         "rows": f"{report.rows} ({report.added} added)",
+        **({"left out": _counts(dropped) + (f"; first bad vector: id {first_bad}" if first_bad else "")}
+           if dropped else {}),
         "index": report.index_type,
         "build": f"{report.build_seconds:.2f} s",
         "recall@10": f"{report.recall_at_10:.3f} vs exact search ({report.sample} sampled queries)",
         "latency": f"{report.ann_ms:.2f} ms/query (exact numpy: {report.exact_ms:.2f} ms)",
     })
+
+
+def _counts(dropped: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in dropped.items())
+
+
+def _check_width(table, dim: int, source: str) -> None:
+    """Every present vector has ``dim`` components (the manifest's); a wrong width names the file and row."""
+    import pyarrow as pa
+
+    from moon_cli.errors import MoonError
+
+    vec = table.column("vector")
+    if pa.types.is_fixed_size_list(vec.type) and vec.type.list_size == dim:
+        return
+    lengths = pa.compute.list_value_length(vec).to_pylist()
+    for row, n in enumerate(lengths):
+        if n is not None and n != dim:
+            raise MoonError(f"{source}: row {row} (id {table.column('id')[row].as_py()}) has a {n}-wide vector, "
+                            f"the file's metadata says dim {dim}; re-embed it with `moon embed`")

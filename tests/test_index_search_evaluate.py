@@ -98,3 +98,64 @@ def test_evaluate_writes_metrics_report_and_plots(world, tmp_path):
                  "--compare", out, "--quiet", "--batch-size", 32)
     assert r.exit_code == 0
     assert "(+0.000)" in r.output  # the same model: zero deltas
+
+
+def _embeddings_table(path, ids, vectors, model_id="m1"):
+    dim = len(next(v for v in vectors if v is not None))
+    table = pa.table({"id": ids, "vector": pa.array(vectors, pa.list_(pa.float32())),
+                      "status": ["ok"] * len(ids), "error": pa.nulls(len(ids), pa.string())})
+    write_table(table, path, manifest=make_manifest("embed", {"model": model_id, "model_id": model_id, "dim": dim}))
+
+
+def _indexed_ids(index_dir):
+    from moon_cli.index.lance import open_table
+
+    return open_table(index_dir).to_arrow().column("id").to_pylist()
+
+
+def test_duplicates_and_bad_vectors_are_left_out_and_counted(tmp_path):
+    fake_embeddings(tmp_path / "a.parquet", 20, 8, "m1")
+    r = run_moon("index", tmp_path / "a.parquet", tmp_path / "a.parquet", "-o", tmp_path / "idx")
+    assert r.exit_code == 0, r.output
+    assert sorted(_indexed_ids(tmp_path / "idx")) == sorted(f"i{i}" for i in range(20))
+    assert "20 duplicate id" in r.output
+    good = [1.0] + [0.0] * 7
+    _embeddings_table(tmp_path / "bad.parquet", ["ok1", "nan", "inf", "null", "ok2"],
+                      [good, [float("nan")] * 8, [float("inf")] + [0.0] * 7, None, good[::-1]])
+    r = run_moon("index", tmp_path / "bad.parquet", "-o", tmp_path / "idx2")
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert sorted(_indexed_ids(tmp_path / "idx2")) == ["ok1", "ok2"]
+    assert "2 NaN / Inf vector" in r.output and "1 null vector" in r.output and "first bad vector: id nan" in r.output
+    _embeddings_table(tmp_path / "allbad.parquet", ["nan"], [[float("nan")] * 8])
+    r = run_moon("index", tmp_path / "allbad.parquet", "-o", tmp_path / "idx3")
+    assert r.exit_code == 1 and "no ok rows" in r.output and not (tmp_path / "idx3").exists()
+
+
+def test_a_wrong_width_vector_names_the_file_and_row(tmp_path):
+    _embeddings_table(tmp_path / "w.parquet", ["a", "b"], [[1.0, 0.0, 0.0, 0.0], [1.0, 0.0]])
+    r = run_moon("index", tmp_path / "w.parquet", "-o", tmp_path / "idx")
+    assert r.exit_code == 1 and "w.parquet" in r.output and "id b" in r.output and "2-wide" in r.output
+    assert "internal error" not in r.output and not (tmp_path / "idx").exists()
+
+
+def test_a_rebuild_that_fails_half_way_leaves_the_old_index_correctly_labelled(tmp_path, monkeypatch):
+    from moon_cli.index import lance
+    from moon_cli.index.lance import read_info
+
+    fake_embeddings(tmp_path / "old.parquet", 30, 8, "old-model", prefix="old")
+    fake_embeddings(tmp_path / "new.parquet", 30, 8, "new-model", prefix="new")
+    assert run_moon("index", tmp_path / "old.parquet", "-o", tmp_path / "idx").exit_code == 0
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # the table is written, the label not yet: where a kill hurt before
+
+    monkeypatch.setattr(lance, "measure_recall", killed)
+    r = run_moon("index", tmp_path / "new.parquet", "-o", tmp_path / "idx", "--overwrite")
+    assert r.exit_code != 0
+    assert read_info(tmp_path / "idx")["model_id"] == "old-model"
+    assert all(i.startswith("old") for i in _indexed_ids(tmp_path / "idx"))
+    monkeypatch.undo()
+    assert run_moon("index", tmp_path / "new.parquet", "-o", tmp_path / "idx", "--overwrite").exit_code == 0
+    assert read_info(tmp_path / "idx")["model_id"] == "new-model"
+    assert all(i.startswith("new") for i in _indexed_ids(tmp_path / "idx"))
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary litter left

@@ -108,13 +108,55 @@ def measure_recall(table, vectors: np.ndarray, ids: list[str], index_type: str, 
     return hits / (m * k), m, 1000 * ann_t / m, 1000 * exact_t / m
 
 
+def clean_rows(embeddings: pa.Table) -> tuple[pa.Table, dict[str, int], str | None]:
+    """The rows fit to index: ids seen for the first time whose vector is present and finite. Returns them,
+    what was left out and why (counts), and the first id left out for a bad vector."""
+    from moon_cli.contracts import vectors_to_numpy
+
+    ids = embeddings.column("id").to_pylist()
+    vec = embeddings.column("vector")
+    present = np.array(pa.compute.is_valid(vec).to_pylist(), dtype=bool) if len(ids) else np.zeros(0, bool)
+    finite = present.copy()
+    if present.any():
+        finite[present] = np.isfinite(vectors_to_numpy(vec.filter(pa.array(present)))).all(axis=1)
+    keep = np.zeros(len(ids), dtype=bool)
+    dropped: dict[str, int] = {}
+    first_bad = None
+    seen: set = set()
+    for i, item in enumerate(ids):
+        reason = ("null vector" if not present[i] else "NaN / Inf vector" if not finite[i]
+                  else "null id" if item is None else "duplicate id" if item in seen else None)
+        if reason is None:
+            seen.add(item)
+            keep[i] = True
+            continue
+        dropped[reason] = dropped.get(reason, 0) + 1
+        if first_bad is None and reason.endswith("vector"):
+            first_bad = item
+    return embeddings.filter(pa.array(keep)), dropped, first_bad
+
+
 def build_index(embeddings: pa.Table, index_dir: Path, model: dict, index_type: str = "auto",
                 append: bool = False) -> IndexReport:
-    """Create (or with ``append`` extend) the index from an embeddings table of ok rows."""
+    """Create (or with ``append`` extend) the index from an embeddings table of ok rows.
+
+    A new index is built in a directory beside ``index_dir`` and swapped in whole (table and label together),
+    so a run killed half-way leaves the previous index, correctly labelled, or the new one — never a mix.
+    Appending holds the index's lock and adds rows of the same model only.
+    """
+    from moon_cli.io import atomic_dir, output_lock
+
+    if append:
+        with output_lock(index_dir):
+            return _build(embeddings, Path(index_dir), model, index_type, append=True)
+    with atomic_dir(index_dir, overwrite=True) as tmp:
+        return _build(embeddings, tmp, model, index_type, append=False)
+
+
+def _build(embeddings: pa.Table, index_dir: Path, model: dict, index_type: str, append: bool) -> IndexReport:
     from moon_cli.contracts import vectors_to_numpy
 
     started = time.perf_counter()
-    index_dir = Path(index_dir)
     dim = int(model["dim"])
     if append:
         info = read_info(index_dir)
@@ -142,5 +184,8 @@ def build_index(embeddings: pa.Table, index_dir: Path, model: dict, index_type: 
     recall, sample, ann_ms, exact_ms = measure_recall(table, vectors, all_rows.column("id").to_pylist(), chosen)
     info = {**{k: model[k] for k in ("model", "model_id", "dim")}, "rows": rows, "index_type": chosen,
             "recall@10": recall}
-    (index_dir / INFO).write_text(json.dumps(info, indent=2) + "\n")
+    from moon_cli.io import atomic_file
+
+    with atomic_file(index_dir / INFO) as tmp:
+        tmp.write_text(json.dumps(info, indent=2) + "\n")
     return IndexReport(rows, added, chosen, build_s, recall, sample, ann_ms, exact_ms)

@@ -245,6 +245,18 @@ def output_lock(path) -> Iterator[None]:
         os.close(fd)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def user_mode(path: Path, directory: bool = False) -> None:
+    """Give a temporary file / directory the mode any file the user writes gets (0666 / 0777 less the umask):
+    mkstemp / mkdtemp make them 0600 / 0700, which teammates and workers running as another user cannot read."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
 @contextlib.contextmanager
 def atomic_file(path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it over ``path`` only if the block succeeds."""
@@ -252,6 +264,7 @@ def atomic_file(path) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
+    user_mode(Path(tmp))
     try:
         yield Path(tmp)
         os.replace(tmp, target)
@@ -282,6 +295,7 @@ def _atomic_dir(path, overwrite: bool) -> Iterator[Path]:
     target.parent.mkdir(parents=True, exist_ok=True)
     target = target.resolve()
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    user_mode(tmp, directory=True)
     try:
         yield tmp
         if target.exists():

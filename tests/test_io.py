@@ -103,3 +103,22 @@ def test_writing_binary_stream_to_a_terminal_is_refused(monkeypatch):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     with pytest.raises(MoonError, match="terminal"):
         write_table(small_catalog("/x"), "-", contract=CATALOG)
+
+
+def test_outputs_get_the_umask_mode_not_0600(tmp_path):
+    import os
+    import stat
+
+    import pyarrow as pa
+
+    from moon_cli.io import atomic_dir, write_table
+
+    old = os.umask(0o022)
+    try:
+        write_table(pa.table({"a": [1]}), tmp_path / "t.parquet")
+        with atomic_dir(tmp_path / "d") as d:
+            (d / "f").write_text("x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "t.parquet").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755

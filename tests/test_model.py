@@ -261,3 +261,18 @@ def test_dual_encoder_trains_and_round_trips(dual, products, tmp_path):
 def test_an_unknown_architecture_is_refused():
     with pytest.raises(MoonError, match="arch 'clip'"):
         MoonModel.from_preset("tiny", MoonConfig().updated({"backbone": {"arch": "clip"}}))
+
+
+def test_16_bit_and_float_greyscale_photos_keep_their_grey_levels(tmp_path):
+    """PIL's convert('RGB') clips 16-bit grey to white; a 16-bit mid-grey photo must stay mid-grey."""
+    import numpy as np
+
+    from moon_cli.model.images import load_image
+
+    grey16 = Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16))  # mode I;16, half of 65535
+    grey16.save(tmp_path / "g16.png")
+    got = np.asarray(load_image(tmp_path / "g16.png", "product p", "images[0]"))
+    assert got.shape == (8, 8, 3) and abs(int(got.mean()) - 128) <= 1
+    ramp = Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8), "F")
+    got = np.asarray(load_image(ramp, "product p", "images[0]"))
+    assert got.min() == 0 and got.max() == 255

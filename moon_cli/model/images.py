@@ -41,6 +41,27 @@ def load_image(source, owner: str, field: str) -> Image.Image:
         pass
     if img.width < 1 or img.height < 1:
         raise InputError(f"{owner}: {field} has no pixels")
+    return to_rgb(img)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """RGB at 8 bits. PIL's own convert clips 16-bit and 32-bit greyscale to 255 (a white picture); these
+    are rescaled to 0..255 instead: I;16* by their 16-bit range, I by 16-bit when it fits, else by its
+    maximum, F by 0..1 when it fits, else by its maximum."""
+    if img.mode.startswith("I;16") or img.mode in ("I", "F"):
+        import numpy as np
+
+        arr = np.asarray(img, dtype=np.float64)
+        top = float(arr.max()) if arr.size else 0.0
+        if img.mode.startswith("I;16"):
+            scale = 255.0 / 65535.0
+        elif img.mode == "F" and top <= 1.0:
+            scale = 255.0
+        elif img.mode == "I" and top <= 65535:
+            scale = 255.0 / 65535.0 if top > 255 else 1.0
+        else:
+            scale = 255.0 / top if top > 0 else 1.0
+        img = Image.fromarray(np.clip(arr * scale, 0, 255).round().astype(np.uint8), "L")
     return img.convert("RGB")
 
 
@@ -55,3 +76,12 @@ def crop_box(img: Image.Image, bbox, owner: str) -> Image.Image:
     if x1 - x0 < 2 or y1 - y0 < 2:
         return img  # a degenerate box: fall back to the full photo
     return img.crop((int(x0), int(y0), int(round(x1)), int(round(y1))))
+
+
+def magnify(crop: Image.Image, like: Image.Image) -> Image.Image:
+    """``crop`` scaled (aspect kept) to the pixel area of ``like`` — its photo; never shrunk."""
+    scale = (like.width * like.height / max(1, crop.width * crop.height)) ** 0.5
+    if scale <= 1.0:
+        return crop
+    size = (max(1, round(crop.width * scale)), max(1, round(crop.height * scale)))
+    return crop.resize(size, Image.Resampling.BICUBIC)

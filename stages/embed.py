@@ -73,9 +73,12 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
     stats = embed_to_parquet(source, encoder, output, batch_size=batch_size, dim=dim, shard=shard_t, resume=resume,
                              overwrite=overwrite, manifest=manifest, quiet=quiet)
     summary = {"model": f"{model_name} ({encoder.model_id}), dim {params['dim']}",
-               "rows": f"{stats.rows_in} in shard" if shard_t else f"{stats.rows_in} in",
+               "rows": f"{stats.rows_in} in shard" if shard_t else f"{stats.rows_in + len(source.null_ids)} in",
                "embedded": f"{stats.ok} ok, {stats.errors} error(s)" + (f", {stats.skipped_done} already done" if stats.skipped_done else ""),
                "time": f"{stats.seconds:.1f} s ({(stats.ok + stats.errors) / max(stats.seconds, 1e-9):.1f} {source.kind}s/s)"}
+    if source.null_ids:
+        rows = ", ".join(map(str, source.null_ids[:5])) + (", ..." if len(source.null_ids) > 5 else "")
+        summary["skipped"] = f"{len(source.null_ids)} input row(s) with a null {source.id_col} (rows {rows}): give them ids"
     if stats.first_errors:
         summary["first errors"] = " | ".join(stats.first_errors)
     echo_summary(f"moon embed: wrote {output}", summary)

@@ -61,6 +61,8 @@ class FolderInput:
         self.paths = list(iter_folder_images(folder))  # names only: cheap even for many files
         self.crops = crop_lookup(detections)
 
+    null_ids: list[int] = []  # every photo has a name
+
     def __len__(self) -> int:
         return len(self.paths)
 
@@ -82,6 +84,7 @@ class TableInput:
         self.table = table
         self.crops = crop_lookup(detections)
         self.columns = [c for c in table.column_names if c not in OUTPUT_COLUMNS]
+        self.null_ids: list[int] = []  # input rows without an id: nothing to name their vector by, so skipped
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -95,6 +98,8 @@ class TableInput:
                     item = (product_record({**rec, "item_id": rid}, self.crops) if self.kind == "product"
                             else query_record({**rec, "query_id": rid}, self.crops))
                     yield EmbedItem(str(rid), item, row)
+                else:
+                    self.null_ids.append(row)
                 row += 1
 
     def passthrough(self, items: list[EmbedItem]) -> pa.Table:

@@ -32,7 +32,8 @@ def mine_pairs(behavior, output, catalog, events, test_from: datetime, test_frac
     seen, a train / test split by time, and the strongest event behind it.
     """
     from moon_cli.contracts import CATALOG, PAIRS
-    from moon_cli.data.pairs import behavior_files, mine_pairs as mine
+    from moon_cli.data.pairs import KNOWN_EVENTS, behavior_files, mine_pairs as mine
+    from moon_cli.errors import MoonError
     from moon_cli.io import ensure_new_output, make_manifest, read_table, write_table
 
     ensure_new_output(output, overwrite)
@@ -45,6 +46,13 @@ def mine_pairs(behavior, output, catalog, events, test_from: datetime, test_frac
                         max_per_user, max_per_query)
     if stats.events == 0:
         click.echo("warning: the behaviour log is empty; writing an empty pairs table", err=True)
+    if stats.unknown_events:
+        shown = ", ".join(f"{k!r} {v}" for k, v in list(stats.unknown_events.items())[:5])
+        message = (f"{sum(stats.unknown_events.values())} event(s) have values moon does not know ({shown}); "
+                   f"event values are {', '.join(KNOWN_EVENTS)} (lower case) — map them before mining")
+        if stats.pairs == 0:
+            raise MoonError(f"{', '.join(map(str, files))}: no pairs: {message}")
+        click.echo(f"warning: {message}", err=True)
     manifest = make_manifest("mine-pairs", {"events": list(event_list), "test_from": str(test_from) if test_from else None,
                                             "test_fraction": test_fraction, "max_per_user": max_per_user,
                                             "max_per_query": max_per_query},

@@ -150,3 +150,21 @@ def test_queries_recorded_only_on_the_search_event_are_carried_to_the_purchase(w
                     "--max-per-query", 0).exit_code == 0
     _, got = mined(tmp_path / "p.parquet")
     assert got == independent_pairs(world / "behavior.parquet")
+
+
+def test_unknown_event_values_are_warned_about_and_an_all_unknown_log_is_refused(world, tmp_path):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    beh = pq.read_table(world / "behavior.parquet")
+    upper = beh.set_column(beh.schema.get_field_index("event"), "event", pc.utf8_upper(beh.column("event")))
+    pq.write_table(upper, tmp_path / "upper.parquet")
+    r = run_moon("mine-pairs", tmp_path / "upper.parquet", "-o", tmp_path / "p.parquet")
+    assert r.exit_code == 1 and "'PURCHASE'" in r.output and "lower case" in r.output
+    assert len(r.output.strip().splitlines()) == 1 and not (tmp_path / "p.parquet").exists()
+    events = beh.column("event").to_pylist()
+    events[0] = "Purchase"
+    mixed = beh.set_column(beh.schema.get_field_index("event"), "event", pa.array(events, pa.string()))
+    pq.write_table(mixed, tmp_path / "mixed.parquet")
+    r = run_moon("mine-pairs", tmp_path / "mixed.parquet", "-o", tmp_path / "p.parquet")
+    assert r.exit_code == 0 and "warning" in r.output and "'Purchase' 1" in r.output

@@ -21,6 +21,7 @@ from moon_cli.errors import MoonError
 
 STDIN = Path("-")
 EVENT_RANK = {"purchase": 3, "cart": 2, "click": 1}  # strongest source wins when a pair has several
+KNOWN_EVENTS = ("impression", *EVENT_RANK)  # the behaviour contract's event values (case-sensitive)
 
 
 @dataclass
@@ -34,6 +35,7 @@ class MineStats:
     capped_per_user: int = 0
     capped_per_query: int = 0
     pairs: int = 0
+    unknown_events: dict = field(default_factory=dict)  # event values outside KNOWN_EVENTS → count (never mined)
     by_modality: dict = field(default_factory=dict)
     by_split: dict = field(default_factory=dict)
     seconds: float = 0.0
@@ -125,7 +127,9 @@ def mine_pairs(files: list[Path], events: tuple[str, ...] = ("purchase",), catal
             events=pl.len())
 
     # one pass over the log feeds both outputs (common subplans are shared)
-    collected, missing = pl.collect_all([per_user_pair(direct), missing_lf], engine="streaming")
+    unknown_lf = lf.filter(~pl.col("event").is_in(list(KNOWN_EVENTS))).group_by("event").agg(n=pl.len())
+    collected, missing, unknown = pl.collect_all([per_user_pair(direct), missing_lf, unknown_lf], engine="streaming")
+    stats.unknown_events = dict(sorted(unknown.iter_rows(), key=lambda kv: (-kv[1], str(kv[0]))))
     query_cols = ("session_id", "ts", pl.col("query_text").alias("q_text"), pl.col("query_image").alias("q_image"))
     if missing.height:
         query_rows = (lf.filter(has_query & pl.col("session_id").is_in(missing["session_id"].unique().implode()))

@@ -21,7 +21,8 @@ def _shard(text):
 @click.argument("input_path", metavar="INPUT")
 @click.option("-m", "--model", "model_name", required=True,
               help="A checkpoint directory, 'tiny', a Qwen2-VL-family hub id / path, or a baseline (minilm, efficientnet-lite0).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Embeddings Parquet.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+              help="Embeddings Parquet, or - for an Arrow stream on stdout.")
 @click.option("--detections", default=None, help="Core-product crops from `moon detect` (MOON models use them).")
 @click.option("--kind", type=click.Choice(["auto", "product", "query"]), default="auto", show_default=True,
               help="What the rows are (auto: from the columns).")
@@ -30,18 +31,27 @@ def _shard(text):
 @click.option("--shard", "shard", default=None, help="I/N: embed only this process's part (outputs concatenate).")
 @click.option("--resume", is_flag=True, help="Skip ids already written (by a finished or an interrupted run).")
 @click.option("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if a GPU is visible, else cpu).")
+@click.option("--base-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Where relative photo paths of a table piped on - lie [default: the current directory]; a "
+                   "Parquet file's own paths resolve against its directory.")
+@click.option("--text-only", is_flag=True,
+              help="Allow a product table without an image_paths column (products embedded from their text alone).")
 @overwrite_option
 @quiet_option
-def embed(input_path, model_name, output, detections, kind, batch_size, dim, shard, resume, device, overwrite, quiet):
+def embed(input_path, model_name, output, detections, kind, batch_size, dim, shard, resume, device, base_dir, text_only,
+          overwrite, quiet):
     """Embed INPUT: a folder of product photos (recursive; one product per photo), a catalogue or product
     listings Parquet (one product per row: all its photos, crops, title, category, attributes), a
     queries Parquet, or - (an Arrow stream of any of these).
 
     Writes id, vector (float32, unit norm), status / error (a row that fails is reported, not fatal)
-    and the input's columns. The model's identity is stored in the file's metadata.
+    and the input's columns. The model's identity is stored in the file's metadata. When every row
+    fails the exit code is 1.
     """
     import os
+    import tempfile
 
+    import pyarrow.parquet as pq
     import torch
 
     from moon_cli.contracts import DETECTIONS
@@ -49,10 +59,14 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
     from moon_cli.embed.inputs import FolderInput, TableInput
     from moon_cli.embed.run import embed_to_parquet
     from moon_cli.errors import MoonError
-    from moon_cli.io import fingerprint, is_stdio, make_manifest, read_table, resolve_paths
+    from moon_cli.io import (fingerprint, is_stdio, make_manifest, read_manifest, read_table, resolve_paths,
+                             write_table)
 
     shard_t = _shard(shard)
-    if output.exists() and not (resume or overwrite):
+    to_stdout = is_stdio(output)
+    if to_stdout and resume:
+        raise MoonError("--resume needs an output file: a stream on stdout cannot be continued")
+    if not to_stdout and output.exists() and not (resume or overwrite):
         raise MoonError(f"{output}: already exists; pass --resume to add missing rows or --overwrite to replace it")
     det = read_table(detections, DETECTIONS).table if detections else None
     if not is_stdio(input_path) and Path(input_path).is_dir():
@@ -61,17 +75,26 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
             raise MoonError("--kind query: a folder is read as product photos; give a queries Parquet instead")
     else:
         art = read_table(input_path)
+        base = base_dir if (base_dir and is_stdio(input_path)) else art.base_dir
         table = resolve_paths(art.table, [c for c in ("image_paths", "query_image", "image_path")
-                                          if c in art.table.column_names], art.base_dir)
+                                          if c in art.table.column_names], base)
         source = TableInput(table, art.source, det, None if kind == "auto" else kind)
+        if source.kind == "product" and "image_paths" not in table.column_names and not text_only:
+            raise MoonError(f"{art.source}: has no 'image_paths' column, so its products would be embedded from "
+                            f"their text alone; add the photos, or pass --text-only if that is what you want")
     if device is None:
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
     encoder = load_encoder(model_name, device)
     params = {"model": model_name, "model_id": encoder.model_id, "dim": min(dim or encoder.dim, encoder.dim),
               "kind": source.kind, "shard": shard, "detections": fingerprint(detections) if detections else None}
     manifest = make_manifest("embed", params, inputs=[p for p in (input_path, detections) if p])
-    stats = embed_to_parquet(source, encoder, output, batch_size=batch_size, dim=dim, shard=shard_t, resume=resume,
-                             overwrite=overwrite, manifest=manifest, quiet=quiet)
+    with tempfile.TemporaryDirectory(prefix="moon-embed-") as tmp:
+        target = Path(tmp) / "embeddings.parquet" if to_stdout else output  # a stream is written once, at the end
+        stats = embed_to_parquet(source, encoder, target, batch_size=batch_size, dim=dim, shard=shard_t,
+                                 resume=resume, overwrite=overwrite, manifest=manifest, quiet=quiet)
+        if to_stdout:
+            table = pq.read_table(target)
+            write_table(table, "-", manifest=read_manifest(table.schema))
     summary = {"model": f"{model_name} ({encoder.model_id}), dim {params['dim']}",
                "rows": f"{stats.rows_in} in shard" if shard_t else f"{stats.rows_in + len(source.null_ids)} in",
                "embedded": f"{stats.ok} ok, {stats.errors} error(s)" + (f", {stats.skipped_done} already done" if stats.skipped_done else ""),
@@ -81,4 +104,8 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
         summary["skipped"] = f"{len(source.null_ids)} input row(s) with a null {source.id_col} (rows {rows}): give them ids"
     if stats.first_errors:
         summary["first errors"] = " | ".join(stats.first_errors)
-    echo_summary(f"moon embed: wrote {output}", summary)
+    echo_summary(f"moon embed: wrote {'stdout' if to_stdout else output}", summary)
+    if stats.errors and not stats.ok:
+        hint = (" (a table piped on - resolves relative photo paths against --base-dir, default the current "
+                "directory)" if is_stdio(input_path) else "")
+        raise MoonError(f"every row failed ({stats.errors}); first error: {stats.first_errors[0]}{hint}")

@@ -177,3 +177,36 @@ def test_rows_with_a_null_id_are_counted_and_named_not_silently_dropped(world_te
     assert r.exit_code == 0, r.output
     assert "6 in" in r.output and "2 input row(s) with a null item_id (rows 1, 4)" in r.output
     assert len(rows_of(tmp_path / "e.parquet")) == 4
+
+
+def test_stdout_output_piped_input_base_dir_and_every_row_failing(world_template, tmp_path):
+    """`-o -` streams Arrow to stdout (no file named '-'); a catalogue piped on - resolves its photo paths
+    against --base-dir; when every row fails the exit code says so."""
+    import pyarrow as pa
+
+    from conftest import moon_subprocess
+
+    cat = world_template / "catalog.parquet"
+    small = pq.read_table(cat).slice(0, 3)
+    pq.write_table(small, tmp_path / "small.parquet")  # relative photo paths now point nowhere from tmp_path
+    r = moon_subprocess(f"cd {tmp_path} && moon embed {cat} -m tiny -o - -q --batch-size 32", timeout=300)
+    assert r.returncode == 0, r.stderr
+    streamed = pa.ipc.open_stream(r.stdout).read_all()
+    assert streamed.num_rows == pq.read_metadata(cat).num_rows and set(streamed.column("status").to_pylist()) == {"ok"}
+    assert not (tmp_path / "-").exists() and b"wrote stdout" in r.stderr
+    piped = f"cat {tmp_path / 'small.parquet'} | moon embed - -m tiny -o {tmp_path / 'e.parquet'} -q"
+    r = moon_subprocess(f"cd {tmp_path} && {piped}", timeout=300)
+    assert r.returncode == 1 and b"every row failed" in r.stderr and b"--base-dir" in r.stderr
+    r = moon_subprocess(f"{piped} --overwrite --base-dir {world_template}", timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert {row["status"] for row in rows_of(tmp_path / "e.parquet")} == {"ok"}
+
+
+def test_a_product_table_without_photos_needs_text_only(world_template, tmp_path):
+    pq.write_table(pq.read_table(world_template / "catalog.parquet").drop_columns(["image_paths"]).slice(0, 4),
+                   tmp_path / "text.parquet")
+    r = run_moon("embed", tmp_path / "text.parquet", "-m", "tiny", "-o", tmp_path / "e.parquet", "-q")
+    assert r.exit_code == 1 and "image_paths" in r.output and "--text-only" in r.output
+    assert not (tmp_path / "e.parquet").exists()
+    r = run_moon("embed", tmp_path / "text.parquet", "-m", "tiny", "-o", tmp_path / "e.parquet", "-q", "--text-only")
+    assert r.exit_code == 0 and len(rows_of(tmp_path / "e.parquet")) == 4

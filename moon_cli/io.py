@@ -273,6 +273,15 @@ def atomic_file(path) -> Iterator[Path]:
             os.unlink(tmp)
 
 
+def ensure_new_dir(path, overwrite: bool) -> None:
+    """Refuse a directory output that holds something unless ``overwrite`` (call it before long work too)."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise MoonError(f"{target}: exists and is not a directory")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise MoonError(f"{target}: directory is not empty; pass --overwrite to replace it")
+
+
 @contextlib.contextmanager
 def atomic_dir(path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory beside ``path``; it replaces ``path`` only when the block succeeds.
@@ -288,10 +297,7 @@ def atomic_dir(path, overwrite: bool = False) -> Iterator[Path]:
 @contextlib.contextmanager
 def _atomic_dir(path, overwrite: bool) -> Iterator[Path]:
     target = Path(path)
-    if target.exists() and not target.is_dir():
-        raise MoonError(f"{target}: exists and is not a directory")
-    if target.is_dir() and any(target.iterdir()) and not overwrite:
-        raise MoonError(f"{target}: directory is not empty; pass --overwrite to replace it")
+    ensure_new_dir(target, overwrite)
     target.parent.mkdir(parents=True, exist_ok=True)
     target = target.resolve()
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))

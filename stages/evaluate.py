@@ -28,8 +28,9 @@ def evaluate(bench_dir, model_name, output, detections, label, compare, batch_si
     from moon_cli.eval.bench import load_bench
     from moon_cli.eval.evaluate import evaluate as run_eval
     from moon_cli.eval.report import load_metrics, summary_table, write_report
-    from moon_cli.io import atomic_dir, read_table
+    from moon_cli.io import atomic_dir, ensure_new_dir, read_table
 
+    ensure_new_dir(output, overwrite)  # before the evaluation, not after it
     others = [load_metrics(c) for c in compare]
     bench = load_bench(bench_dir)
     encoder = load_encoder(model_name)

@@ -30,7 +30,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
-    """A click group that imports a subcommand's module only when that subcommand runs."""
+    """A click group that imports a subcommand's module only when that subcommand runs, and turns the
+    library's ``MoonError`` into click's one-line ``Error: ...`` with exit status 1."""
+
+    def invoke(self, ctx):
+        from moon_cli.errors import MoonError
+
+        try:
+            return super().invoke(ctx)
+        except MoonError as exc:
+            raise click.ClickException(exc.message) from None
 
     def list_commands(self, ctx):
         return sorted(COMMANDS)

@@ -6,11 +6,10 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import click
 import pyarrow as pa
 
 from moon_cli.contracts import CATALOG, LABELED_PRODUCTS, PRODUCT_QUERIES, QUERIES
-from moon_cli.errors import MoonError
+from moon_cli.errors import MoonError, warn
 from moon_cli.io import read_table
 
 RETRIEVAL_TASKS = {  # task → (contract, query kind)
@@ -62,7 +61,7 @@ def load_bench(root: Path) -> Bench:
         path = root / name
         if not path.is_file():
             bench.skipped.append(task)
-            click.echo(f"warning: {root}: task '{task}' skipped: {name} is missing", err=True)
+            warn(f"warning: {root}: task '{task}' skipped: {name} is missing")
             continue
         contract = RETRIEVAL_TASKS[task][0] if task in RETRIEVAL_TASKS else LABEL_TASKS[task]
         bench.tasks[task] = read_table(path, contract).table

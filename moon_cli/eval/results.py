@@ -14,9 +14,9 @@ import os
 import platform
 from pathlib import Path
 
-import click
 import numpy as np
 
+from moon_cli.errors import warn
 from moon_cli.eval.evaluate import headline
 from moon_cli.eval.exchange import rates_table
 from moon_cli.eval.report import COLUMNS
@@ -80,14 +80,6 @@ def plot(runs: dict[str, list[dict]], ctr: dict | None, out: Path) -> list[str]:
     return written
 
 
-@click.command()
-@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--title", default="MOON reproduction")
-@click.option("--command", "command", default="", help="The command that produced the run.")
-@click.option("--seconds", type=float, default=None, help="Wall time of the run.")
-@click.option("--order", default="", help="Comma-separated row order.")
-@click.option("--notes", "notes_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Markdown appended at the end (what reproduced and what did not).")
 def main(run_dir, title, command, seconds, order, notes_file):
     from moon_cli.ctr.run import markdown
 
@@ -117,8 +109,25 @@ def main(run_dir, title, command, seconds, order, notes_file):
     if notes_file:
         parts += ["", notes_file.read_text()]
     (run_dir / "results.md").write_text("\n".join(p for p in parts if p is not None) + "\n")
-    click.echo(f"wrote {run_dir / 'results.md'}", err=True)
+    warn(f"wrote {run_dir / 'results.md'}")
+
+
+def _cli(argv=None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m moon_cli.eval.results", description="results.md of a reproduce run")
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--title", default="MOON reproduction")
+    ap.add_argument("--command", default="", help="The command that produced the run.")
+    ap.add_argument("--seconds", type=float, default=None, help="Wall time of the run.")
+    ap.add_argument("--order", default="", help="Comma-separated row order.")
+    ap.add_argument("--notes", dest="notes_file", type=Path, default=None,
+                    help="Markdown appended at the end (what reproduced and what did not).")
+    args = ap.parse_args(argv)
+    if not args.run_dir.is_dir():
+        ap.error(f"{args.run_dir}: no such directory")
+    main(**vars(args))
 
 
 if __name__ == "__main__":
-    main()
+    _cli()

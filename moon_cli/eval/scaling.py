@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import click
 import numpy as np
 
+from moon_cli.errors import warn
 from moon_cli.eval.evaluate import headline
 from moon_cli.eval.report import COLUMNS
 
@@ -58,10 +58,6 @@ def section(title: str, xlabel: str, points: list[tuple[float, dict]], fits: dic
     return lines + [""]
 
 
-@click.command()
-@click.argument("run_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
-@click.option("--command", "command", default="")
-@click.option("--seconds", type=float, default=None)
 def main(run_dir, command, seconds):
     import matplotlib
 
@@ -109,8 +105,21 @@ def main(run_dir, command, seconds):
     parts += ["![scaling](scaling.png)"]
     (run_dir / "scaling.json").write_text(json.dumps(report, indent=2) + "\n")
     (run_dir / "scaling.md").write_text("\n".join(parts) + "\n")
-    click.echo(f"wrote {run_dir / 'scaling.md'}", err=True)
+    warn(f"wrote {run_dir / 'scaling.md'}")
+
+
+def _cli(argv=None) -> None:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m moon_cli.eval.scaling", description="scaling.md of a scaling run")
+    ap.add_argument("run_dir", type=Path)
+    ap.add_argument("--command", default="")
+    ap.add_argument("--seconds", type=float, default=None)
+    args = ap.parse_args(argv)
+    if not args.run_dir.is_dir():
+        ap.error(f"{args.run_dir}: no such directory")
+    main(**vars(args))
 
 
 if __name__ == "__main__":
-    main()
+    _cli()

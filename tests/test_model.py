@@ -276,3 +276,30 @@ def test_16_bit_and_float_greyscale_photos_keep_their_grey_levels(tmp_path):
     ramp = Image.fromarray(np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8), "F")
     got = np.asarray(load_image(ramp, "product p", "images[0]"))
     assert got.min() == 0 and got.max() == 255
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "weights of another shape", "invalid config", "invalid backbone config"])
+def test_a_damaged_checkpoint_is_a_one_line_error_naming_the_file(model, tmp_path, damage):
+    from conftest import run_moon
+
+    ckpt = tmp_path / "ckpt"
+    model.save_pretrained(ckpt)
+    if damage == "truncated weights":
+        data = (ckpt / "model.safetensors").read_bytes()
+        (ckpt / "model.safetensors").write_bytes(data[: len(data) // 2])
+        named = "model.safetensors"
+    elif damage == "weights of another shape":
+        cfg = json.loads((ckpt / "backbone_config.json").read_text())
+        cfg["text_config"]["intermediate_size"] += 8
+        (ckpt / "backbone_config.json").write_text(json.dumps(cfg))
+        named = "model.safetensors"
+    elif damage == "invalid config":
+        (ckpt / "config.json").write_text('{"backbone": {"name": "tiny"')
+        named = "config.json: cannot read the model config"
+    else:
+        (ckpt / "backbone_config.json").write_text("{not json")
+        named = "backbone_config.json"
+    r = run_moon("embed", tmp_path, "-m", ckpt, "-o", tmp_path / "e.parquet", "-q")
+    assert r.exit_code == 1 and r.output.startswith("Error: ") and named in r.output, r.output
+    assert "internal error" not in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "e.parquet").exists()

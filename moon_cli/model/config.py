@@ -27,6 +27,9 @@ class InputConfig:
     image_size: int = 112  # images are resized to at most image_size² pixels (28 px per LLM token)
     max_images: int = 4  # product photos used per product (the rest are dropped)
     use_crops: bool = True  # add a crop of the core product beside each photo (when a box is known)
+    # scale each crop up to its photo's area (aspect kept), so the core product gets as many visual tokens as
+    # the photo instead of the 4-16 of its native size: the crop then magnifies the product, not only isolates it
+    magnify_crops: bool = False
     max_text_tokens: int = 96  # per text field group (title / category / attributes / query)
 
 
@@ -51,8 +54,11 @@ class LoRAConfig:
 
 @dataclass
 class PoolingConfig:
-    mode: str = "mean"  # mean of the last hidden states over non-padding tokens, L2-normalised
+    mode: str = "mean"  # mean | balanced (model/pooling.py); the paper's is mean; presets may choose another
     matryoshka_dims: list[int] = field(default_factory=list)  # prefix sizes served (and trained) besides the full one
+
+
+MODEL_SECTIONS = ("input", "pooling")  # the MoonConfig sections a preset may set (backbone.PRESETS)
 
 
 @dataclass
@@ -83,6 +89,9 @@ class MoonConfig:
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise MoonError(f"{source}: unknown section(s) {sorted(unknown)}")
+        from moon_cli.model.pooling import check_mode  # pooling imports the processor, which imports this module
+
+        check_mode(kwargs["pooling"].mode, f"{source}: pooling.mode")
         return cls(**kwargs)
 
     @classmethod
@@ -95,11 +104,11 @@ class MoonConfig:
 
     @classmethod
     def for_backbone(cls, name: str) -> "MoonConfig":
-        """The defaults, with a random-init preset's own input settings (see ``backbone.PRESETS``)."""
+        """The defaults, with a random-init preset's own model settings (see ``backbone.PRESETS``)."""
         from moon_cli.model.backbone import PRESETS
 
         preset = PRESETS.get(name, {})
-        return cls().updated({"input": preset["input"]}) if "input" in preset else cls()
+        return cls().updated({k: preset[k] for k in MODEL_SECTIONS if k in preset})
 
     def updated(self, overrides: dict) -> "MoonConfig":
         """A copy with nested overrides applied, e.g. ``{"moe": {"enabled": False}}``."""

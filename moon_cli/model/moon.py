@@ -1,7 +1,7 @@
 """MoonModel: a Qwen2-VL-family backbone with guided MoE and LoRA that embeds products and queries.
 
     product / query ──processor──► tokens (+ per-token type) ──backbone──► last hidden states (B, L, H)
-                                   ──mean over real tokens──► L2-normalised embedding (B, H)
+                                   ──pool (config.pooling.mode, model/pooling.py)──► L2-normalised embedding (B, H)
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from moon_cli.model.config import MoonConfig
 from moon_cli.model.dual import dual_embeddings
 from moon_cli.model.lora import apply_lora, merge_lora
 from moon_cli.model.moe import GuidedMoE, RoutingContext, install_guided_moe, load_balancing_loss
+from moon_cli.model.pooling import check_mode, pool
 from moon_cli.model.processor import Batch, MoonProcessor, Sequence
 
 WEIGHTS = "model.safetensors"
@@ -33,18 +34,12 @@ class MoonOutput:
     balance_loss: torch.Tensor  # () scalar, mean over MoE layers (0 without MoE)
 
 
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of hidden (B, L, H) over positions where mask (B, L) is 1 → (B, H). Padding never leaks in."""
-    keep = mask.bool().unsqueeze(-1)  # (B, L, 1)
-    summed = torch.where(keep, hidden, torch.zeros((), dtype=hidden.dtype, device=hidden.device)).sum(1)
-    return summed / keep.sum(1).clamp(min=1).to(hidden.dtype)
-
-
 class MoonModel(nn.Module):
     def __init__(self, config: MoonConfig, backbone: nn.Module, processor: MoonProcessor):
         super().__init__()
         if config.backbone.arch not in ARCHS:
             raise MoonError(f"backbone.arch '{config.backbone.arch}' is unknown; use one of {', '.join(ARCHS)}")
+        check_mode(config.pooling.mode)
         self.config = config
         self.processor = processor
         self.routing = RoutingContext()
@@ -129,7 +124,7 @@ class MoonModel(nn.Module):
             config = MoonConfig.for_backbone(source).updated(config_overrides or {})
             return cls.from_preset(source, config)
         ckpt = Path(source)
-        if (ckpt / "config.json").is_file() and (ckpt / WEIGHTS).is_file() and _is_moon_config(ckpt / "config.json"):
+        if (ckpt / "config.json").is_file() and (ckpt / WEIGHTS).is_file() and _is_moon_config(ckpt / "config.json") is not False:
             return cls._load_checkpoint(ckpt)
         if ckpt.exists() and not (ckpt / "config.json").is_file():
             raise MoonError(f"model '{source}' is neither a MOON checkpoint directory (config.json + {WEIGHTS}) "
@@ -149,16 +144,32 @@ class MoonModel(nn.Module):
         from transformers import AutoConfig
 
         config = MoonConfig.load(ckpt / "config.json")
-        processor = MoonProcessor.from_pretrained(ckpt, config.input)
+        try:
+            processor = MoonProcessor.from_pretrained(ckpt, config.input)
+        except (OSError, ValueError, TypeError, KeyError) as exc:
+            raise MoonError(f"{ckpt}: its tokenizer / image processor files cannot be read ({_first_line(exc)}); "
+                            f"the checkpoint is damaged — restore or re-train it") from None
         if config.backbone.name in bb.PRESETS:
-            hf_config = AutoConfig.from_pretrained(str(ckpt / BACKBONE_CONFIG))
+            try:
+                hf_config = AutoConfig.from_pretrained(str(ckpt / BACKBONE_CONFIG))
+            except (OSError, ValueError, TypeError, KeyError) as exc:
+                raise MoonError(f"{ckpt / BACKBONE_CONFIG}: not a readable backbone config ({_first_line(exc)}); "
+                                f"the checkpoint is damaged — restore or re-train it") from None
             backbone = bb.build_from_config(hf_config, config.backbone.attn_implementation, config.backbone.dtype)
         else:
             backbone, _ = bb.load_pretrained(config.backbone.name, config.backbone.revision,
                                              config.backbone.attn_implementation, config.backbone.dtype)
         model = cls(config, backbone, processor)
-        state = load_file(str(ckpt / WEIGHTS))  # safetensors: never unpickles
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            state = load_file(str(ckpt / WEIGHTS))  # safetensors: never unpickles
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for damaged files
+            raise MoonError(f"{ckpt / WEIGHTS}: not a readable safetensors file ({_first_line(exc)}); the checkpoint "
+                            f"is damaged or truncated — restore or re-train it") from None
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # a tensor of another shape than config.json builds
+            raise MoonError(f"{ckpt / WEIGHTS}: weights do not fit the model its config.json describes "
+                            f"({_first_line(exc, 'size mismatch')}); the files come from different checkpoints") from None
         if unexpected:
             raise MoonError(f"{ckpt}: weights hold {len(unexpected)} unknown tensor(s), e.g. {unexpected[0]}; "
                             f"the checkpoint does not match its config.json")
@@ -215,7 +226,7 @@ class MoonModel(nn.Module):
                 use_cache=False,
             )
             hidden = out.last_hidden_state  # (B, L, H)
-            pooled = mean_pool(hidden, batch.attention_mask)  # (B, H)
+            pooled = pool(self.config.pooling.mode, hidden, batch.attention_mask, batch.token_types)  # (B, H)
             embeddings = torch.nn.functional.normalize(pooled.float(), dim=-1)  # (B, H)
             losses = [load_balancing_loss(lg, self.config.moe.top_k) for lg in self.routing.router_logits]
             balance = torch.stack(losses).mean() if losses else embeddings.new_zeros(())
@@ -254,8 +265,15 @@ class MoonModel(nn.Module):
         return self._encode(queries, self.processor.encode_query, batch_size)
 
 
-def _is_moon_config(path: Path) -> bool:
+def _first_line(exc: Exception, containing: str | None = None) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
+    pick = next((ln for ln in lines if containing and containing in ln), lines[0])
+    return pick[:200]
+
+
+def _is_moon_config(path: Path) -> bool | None:
+    """True / False, or None when the file cannot be read (beside MOON weights: a damaged MOON config)."""
     try:
         return "backbone" in json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from moon_cli.model.config import InputConfig
-from moon_cli.model.images import InputError, crop_box, load_image
+from moon_cli.model.images import InputError, crop_box, load_image, magnify
 from moon_cli.model.tokenizer import IMAGE_PAD, VISION_END, VISION_START
 
 
@@ -98,6 +98,9 @@ class MoonProcessor:
         seq.pixel_values.append(out["pixel_values"])
         seq.grids.append(grid)
 
+    def _crop(self, seq: Sequence, crop, photo) -> None:
+        self._image(seq, magnify(crop, photo) if self.cfg.magnify_crops else crop, TokenType.CROP)
+
     # ----------------------------------------------------------------------------------------- items
     def encode_product(self, product: dict) -> Sequence:
         owner = f"product {product.get('item_id', product.get('id', '?'))}"
@@ -115,9 +118,9 @@ class MoonProcessor:
             if not self.cfg.use_crops:
                 continue
             if k < len(crops) and crops[k] is not None:
-                self._image(seq, load_image(crops[k], owner, f"crops[{k}]"), TokenType.CROP)
+                self._crop(seq, load_image(crops[k], owner, f"crops[{k}]"), img)
             elif k < len(bboxes) and bboxes[k] is not None:
-                self._image(seq, crop_box(img, bboxes[k], owner), TokenType.CROP)
+                self._crop(seq, crop_box(img, bboxes[k], owner), img)
         limit = self.cfg.max_text_tokens
         if has_title:  # a folder of photos has no text: the product is its photos alone
             seq.add(self._text("title:"), TokenType.OTHER)
@@ -139,9 +142,10 @@ class MoonProcessor:
             raise InputError(f"{owner}: needs 'text' or 'image' (both are empty)")
         seq = Sequence()
         if image is not None:
-            self._image(seq, load_image(image, owner, "image"), TokenType.IMAGE)
+            photo = load_image(image, owner, "image")
+            self._image(seq, photo, TokenType.IMAGE)
             if self.cfg.use_crops and query.get("crop") is not None:
-                self._image(seq, load_image(query["crop"], owner, "crop"), TokenType.CROP)
+                self._crop(seq, load_image(query["crop"], owner, "crop"), photo)
         if isinstance(text, str) and text.strip():
             seq.add(self._text("query:"), TokenType.OTHER)
             seq.add(self._text(" " + text.strip(), self.cfg.max_text_tokens), TokenType.QUERY_TEXT)

@@ -244,3 +244,32 @@ def vectors_to_numpy(column, source: str = "embeddings"):
         dim = int(lengths[0]) if n else 0
     flat = arr.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
     return flat.reshape(n, dim)
+
+
+def usable_embeddings(embeddings: pa.Table) -> tuple[pa.Table, dict[str, int], str | None]:
+    """The rows of an embeddings table fit to search or score: ids seen for the first time whose vector is
+    present and finite. Returns them, what was left out and why (counts), and the first id left out for a
+    bad vector. (A row's first occurrence wins: one model gives one id one vector.)"""
+    import numpy as np
+
+    ids = embeddings.column("id").to_pylist()
+    vec = embeddings.column("vector")
+    present = np.array(pa.compute.is_valid(vec).to_pylist(), dtype=bool) if len(ids) else np.zeros(0, bool)
+    finite = present.copy()
+    if present.any():
+        finite[present] = np.isfinite(vectors_to_numpy(vec.filter(pa.array(present)))).all(axis=1)
+    keep = np.zeros(len(ids), dtype=bool)
+    dropped: dict[str, int] = {}
+    first_bad = None
+    seen: set = set()
+    for i, item in enumerate(ids):
+        reason = ("null vector" if not present[i] else "NaN / Inf vector" if not finite[i]
+                  else "null id" if item is None else "duplicate id" if item in seen else None)
+        if reason is None:
+            seen.add(item)
+            keep[i] = True
+            continue
+        dropped[reason] = dropped.get(reason, 0) + 1
+        if first_bad is None and reason.endswith("vector"):
+            first_bad = item
+    return embeddings.filter(pa.array(keep)), dropped, first_bad

@@ -27,7 +27,8 @@ def index(embeddings, output, index_type, append, overwrite):
 
     from moon_cli.contracts import EMBEDDINGS
     from moon_cli.errors import MoonError
-    from moon_cli.index.lance import build_index, clean_rows
+    from moon_cli.contracts import usable_embeddings
+    from moon_cli.index.lance import build_index
     from moon_cli.io import read_table
 
     if output.exists() and any(output.iterdir()) and not (append or overwrite):
@@ -51,7 +52,7 @@ def index(embeddings, output, index_type, append, overwrite):
     dim = int(model["dim"])
     table = table.set_column(table.schema.get_field_index("vector"), pa.field("vector", pa.list_(pa.float32(), dim)),
                              table.column("vector").cast(pa.list_(pa.float32(), dim)))
-    table, dropped, first_bad = clean_rows(table)
+    table, dropped, first_bad = usable_embeddings(table)
     if table.num_rows == 0 and not append:
         raise MoonError("no ok rows to index" + (f" (left out: {_counts(dropped)})" if dropped else ""))
     report = build_index(table, output, model, index_type, append)

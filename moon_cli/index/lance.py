@@ -108,34 +108,6 @@ def measure_recall(table, vectors: np.ndarray, ids: list[str], index_type: str, 
     return hits / (m * k), m, 1000 * ann_t / m, 1000 * exact_t / m
 
 
-def clean_rows(embeddings: pa.Table) -> tuple[pa.Table, dict[str, int], str | None]:
-    """The rows fit to index: ids seen for the first time whose vector is present and finite. Returns them,
-    what was left out and why (counts), and the first id left out for a bad vector."""
-    from moon_cli.contracts import vectors_to_numpy
-
-    ids = embeddings.column("id").to_pylist()
-    vec = embeddings.column("vector")
-    present = np.array(pa.compute.is_valid(vec).to_pylist(), dtype=bool) if len(ids) else np.zeros(0, bool)
-    finite = present.copy()
-    if present.any():
-        finite[present] = np.isfinite(vectors_to_numpy(vec.filter(pa.array(present)))).all(axis=1)
-    keep = np.zeros(len(ids), dtype=bool)
-    dropped: dict[str, int] = {}
-    first_bad = None
-    seen: set = set()
-    for i, item in enumerate(ids):
-        reason = ("null vector" if not present[i] else "NaN / Inf vector" if not finite[i]
-                  else "null id" if item is None else "duplicate id" if item in seen else None)
-        if reason is None:
-            seen.add(item)
-            keep[i] = True
-            continue
-        dropped[reason] = dropped.get(reason, 0) + 1
-        if first_bad is None and reason.endswith("vector"):
-            first_bad = item
-    return embeddings.filter(pa.array(keep)), dropped, first_bad
-
-
 def build_index(embeddings: pa.Table, index_dir: Path, model: dict, index_type: str = "auto",
                 append: bool = False) -> IndexReport:
     """Create (or with ``append`` extend) the index from an embeddings table of ok rows.

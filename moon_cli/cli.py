@@ -40,6 +40,15 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except MoonError as exc:
             raise click.ClickException(exc.message) from None
+        except OSError as exc:  # the environment, not a bug: a path that cannot be read or written, a full disk
+            if exc.filename is None and exc.strerror is None:
+                raise
+            where = f"{exc.filename}: " if exc.filename else ""
+            raise click.ClickException(f"{where}{exc.strerror or exc}; check the path, its permissions and free "
+                                       f"space") from None
+        except MemoryError:
+            raise click.ClickException("ran out of memory; use a smaller --batch-size, split the input (e.g. "
+                                       "--shard I/N) or run on a machine with more memory") from None
 
     def list_commands(self, ctx):
         return sorted(COMMANDS)

@@ -87,9 +87,12 @@ def test_evaluate_writes_metrics_report_and_plots(world, tmp_path):
     for task in metrics["retrieval"].values():
         assert 0 <= task["recall@1"] <= task["recall@5"] <= task["recall@10"] <= 1 and task["n"] > 0
     assert set(metrics["classification"]) == {"level1", "level2", "level3"} and metrics["attributes"] == {}
+    for level in metrics["classification"].values():  # bias-free accuracy, the raw argmax and the label bias
+        assert {"accuracy", "accuracy_raw", "top_label_share", "chance", "majority"} <= set(level)
+        assert level["chance"] == 1 / level["classes"] and 0 < level["top_label_share"] <= 1
     assert metrics["skipped_tasks"] == ["attributes"]
     report = (out / "report.md").read_text()
-    assert "| model | image→product" in report and "| level1 |" in report
+    assert "| model | image→product" in report and "| level1 |" in report and "top-label share" in report
     for png in ("recall_at_k.png", "accuracy.png"):
         with Image.open(out / png) as im:
             assert im.format == "PNG" and im.width > 100
@@ -159,3 +162,59 @@ def test_a_rebuild_that_fails_half_way_leaves_the_old_index_correctly_labelled(t
     assert read_info(tmp_path / "idx")["model_id"] == "new-model"
     assert all(i.startswith("new") for i in _indexed_ids(tmp_path / "idx"))
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary litter left
+
+
+def test_evaluate_refuses_an_existing_output_before_any_work(world, tmp_path, monkeypatch):
+    from moon_cli.eval import evaluate as ev
+
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "keep.txt").write_text("mine")
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: pytest.fail("evaluated before checking the output"))
+    r = run_moon("evaluate", world / "bench", "-m", "tiny", "-o", tmp_path / "report", "--quiet")
+    assert r.exit_code == 1 and "--overwrite" in r.output
+    assert (tmp_path / "report" / "keep.txt").read_text() == "mine"
+
+
+def test_label_scoring_centres_away_a_shared_direction():
+    """One label nearest to every product (a shared offset) fools the raw argmax, not the centred score."""
+    import torch
+
+    from moon_cli.eval.evaluate import _classify
+
+    class Labels:  # an encoder stub for label texts only: 3 orthogonal labels plus a common direction
+        dim = 4
+
+        def encode(self, items, kind):
+            from types import SimpleNamespace
+
+            # label "a" leans far into the direction every product shares; "b" and "c" barely
+            base = {"a": [1, 0, 0, 3.0], "b": [0, 1, 0, 0.5], "c": [0, 0, 1, 0.5]}
+            v = torch.tensor([base[it["text"]] for it in items], dtype=torch.float32)
+            return SimpleNamespace(ok=list(range(len(items))), vectors=torch.nn.functional.normalize(v, dim=-1),
+                                   errors={})
+
+    truth = ["a", "b", "c"] * 4
+    onehot = {"a": [1.0, 0, 0], "b": [0, 1.0, 0], "c": [0, 0, 1.0]}
+    products = torch.nn.functional.normalize(torch.tensor([onehot[t] + [4.0] for t in truth]), dim=-1)
+    centre = products.mean(0)
+    res = _classify(products, np.ones(len(truth), bool), ["a", "b", "c"], truth, Labels(), 8, centre)
+    assert res["accuracy"] == 1.0 and res["accuracy_raw"] < 0.5 and res["chance"] == 1 / 3
+
+
+def test_damaged_indexes_and_unwritable_outputs_are_one_line_errors(tmp_path):
+    import shutil
+
+    fake_embeddings(tmp_path / "e.parquet", 20, 8, "m1")
+    assert run_moon("index", tmp_path / "e.parquet", "-o", tmp_path / "idx").exit_code == 0
+    shutil.copytree(tmp_path / "idx", tmp_path / "no-table")
+    for p in (tmp_path / "no-table").iterdir():
+        if p.name != "moon_index.json":
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+    shutil.copytree(tmp_path / "idx", tmp_path / "bad-label")
+    (tmp_path / "bad-label" / "moon_index.json").write_text("{oops")
+    for index_dir, named in (("no-table", "cannot be opened"), ("bad-label", "moon_index.json")):
+        r = run_moon("index", tmp_path / "e.parquet", "-o", tmp_path / index_dir, "--append")
+        assert r.exit_code == 1 and named in r.output and "internal error" not in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
+    r = run_moon("index", tmp_path / "e.parquet", "-o", "/proc/moon-test/idx")
+    assert r.exit_code == 1 and "/proc/moon-test" in r.output and "internal error" not in r.output, r.output

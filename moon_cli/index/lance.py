@@ -41,7 +41,14 @@ def read_info(index_dir: Path) -> dict:
     path = Path(index_dir) / INFO
     if not path.is_file():
         raise MoonError(f"{index_dir}: not a moon index (no {INFO}); build one with `moon index`")
-    return json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MoonError(f"{path}: not readable JSON ({exc}); rebuild the index with `moon index --overwrite`") from None
+    missing = [k for k in ("model_id", "dim", "index_type") if not isinstance(info, dict) or k not in info]
+    if missing:
+        raise MoonError(f"{path}: missing {', '.join(missing)}; rebuild the index with `moon index --overwrite`")
+    return info
 
 
 def _connect(index_dir: Path):
@@ -52,7 +59,11 @@ def _connect(index_dir: Path):
 
 def open_table(index_dir: Path):
     read_info(index_dir)
-    return _connect(index_dir).open_table(TABLE)
+    try:
+        return _connect(index_dir).open_table(TABLE)
+    except (ValueError, OSError, RuntimeError) as exc:  # LanceDB: a missing or damaged table
+        raise MoonError(f"{index_dir}: its LanceDB table '{TABLE}' cannot be opened ({str(exc).splitlines()[0][:160]}); "
+                        f"rebuild the index with `moon index --overwrite`") from None
 
 
 def _choose(index_type: str, rows: int) -> str:
@@ -135,7 +146,7 @@ def _build(embeddings: pa.Table, index_dir: Path, model: dict, index_type: str, 
         if info["model_id"] != model["model_id"]:
             raise MoonError(f"{index_dir}: holds vectors of model '{info['model_id']}', these are from "
                             f"'{model['model_id']}'; an index never mixes models — build a new one")
-        table = _connect(index_dir).open_table(TABLE)
+        table = open_table(index_dir)
         new = embeddings.filter(pa.compute.invert(pa.compute.is_in(
             embeddings.column("id"), value_set=table.to_arrow().column("id"))))
         if new.num_rows:

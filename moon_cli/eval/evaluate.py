@@ -9,6 +9,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from moon_cli.data.products import crop_lookup, product_record, query_record
@@ -38,8 +39,17 @@ def _hidden_labels(product: dict) -> dict:
 
 
 def _classify(vectors: torch.Tensor, ok: np.ndarray, labels: list[str], truth: list[str | None], encoder: Encoder,
-              batch_size: int) -> dict | None:
-    """Accuracy of picking the true label by cosine among ``labels`` (rows without a truth are left out)."""
+              batch_size: int, centre: torch.Tensor) -> dict | None:
+    """Zero-shot label accuracy: the label whose vector is nearest to the product's wins (rows without a truth
+    are left out).
+
+    ``accuracy`` is the bias-free score: product vectors are centred by ``centre`` (the gallery's mean vector)
+    and label vectors by the label set's own mean before the cosine. In anisotropic embedding spaces the raw
+    argmax (``accuracy_raw``, kept beside it) hands most products to the one label nearest to the space's
+    common direction; centring removes that shared component without looking at the evaluated products
+    (non-transductive). ``top_label_share`` is the share of products given the most-predicted label,
+    ``chance`` the accuracy of a uniform guess and ``majority`` that of always guessing the commonest truth.
+    """
     lab_vecs, lab_ok, _ = encode_all(encoder, [{"id": f"label {t}", "text": t} for t in labels], "query",
                                      batch_size, "labels", True)
     if not lab_ok.any():
@@ -47,10 +57,18 @@ def _classify(vectors: torch.Tensor, ok: np.ndarray, labels: list[str], truth: l
     keep = np.array([t is not None and t in labels for t in truth])
     if not keep.any():
         return None
-    pred = (vectors @ lab_vecs.T).argmax(1).numpy()  # (N,)
     target = np.array([labels.index(t) if t in labels else -1 for t in truth])
-    correct = (pred == target) & ok  # a product that failed to encode counts as wrong
-    return {"accuracy": float(correct[keep].mean()), "n": int(keep.sum()), "classes": len(labels)}
+    raw = (vectors @ lab_vecs.T).argmax(1).numpy()  # (N,)
+    centred_labels = F.normalize(lab_vecs - lab_vecs[torch.from_numpy(lab_ok)].mean(0), dim=-1)  # (C, D)
+    centred_products = F.normalize(vectors - centre, dim=-1)  # (N, D)
+    scores = centred_products @ centred_labels.T  # (N, C)
+    scores[:, ~torch.from_numpy(lab_ok)] = -torch.inf  # a label that failed to encode is never predicted
+    pred = scores.argmax(1).numpy()  # (N,)
+    accuracy = lambda p: float(((p == target) & ok)[keep].mean())  # noqa: E731 - a failed product counts as wrong
+    top_share = float(np.bincount(pred[keep & ok], minlength=len(labels)).max() / max(1, int((keep & ok).sum())))
+    majority = float(np.bincount(target[keep], minlength=len(labels)).max() / int(keep.sum()))
+    return {"accuracy": accuracy(pred), "accuracy_raw": accuracy(raw), "top_label_share": top_share,
+            "chance": 1.0 / len(labels), "majority": majority, "n": int(keep.sum()), "classes": len(labels)}
 
 
 def evaluate(bench: Bench, encoder: Encoder, detections=None, batch_size: int = 16, quiet: bool = False) -> dict:
@@ -60,6 +78,7 @@ def evaluate(bench: Bench, encoder: Encoder, detections=None, batch_size: int = 
     gallery, gallery_ok, gallery_err = encode_all(encoder, gallery_items, "product", batch_size, "gallery", quiet)
     row_of = {p["item_id"]: i for i, p in enumerate(gallery_items)}
     results: dict = {"retrieval": {}, "classification": {}, "attributes": {}, "notes": []}
+    centre = gallery[torch.from_numpy(gallery_ok)].mean(0) if gallery_ok.any() else torch.zeros(encoder.dim)  # (D,)
     if not gallery_ok.all():
         results["notes"].append(f"{int((~gallery_ok).sum())} gallery product(s) failed to encode: {gallery_err}")
 
@@ -82,22 +101,22 @@ def evaluate(bench: Bench, encoder: Encoder, detections=None, batch_size: int = 
 
     if "classification" in bench.tasks:
         rows = bench.tasks["classification"].to_pylist()
-        vecs, ok, _ = encode_all(encoder, [_hidden_labels(product_record(r, {})) for r in rows], "product",
+        vecs, ok, _ = encode_all(encoder, [_hidden_labels(product_record(r, crops)) for r in rows], "product",
                                  batch_size, "classification", quiet)
         for level, labels in enumerate(bench.category_levels):
             truth = [(r["category_path"] or [None] * (level + 1))[level] if len(r["category_path"] or []) > level
                      else None for r in rows]
-            res = _classify(vecs, ok, labels, truth, encoder, batch_size)
+            res = _classify(vecs, ok, labels, truth, encoder, batch_size, centre)
             results["classification"][f"level{level + 1}"] = res or {"n/a": "the model cannot encode label text"}
 
     if "attributes" in bench.tasks:
         rows = bench.tasks["attributes"].to_pylist()
-        vecs, ok, _ = encode_all(encoder, [_hidden_labels(product_record(r, {})) for r in rows], "product",
+        vecs, ok, _ = encode_all(encoder, [_hidden_labels(product_record(r, crops)) for r in rows], "product",
                                  batch_size, "attributes", quiet)
         for name, values in bench.attribute_values.items():
             truth = [next((f"{name}: {a['value']}" for a in (r["attributes"] or []) if a and a["name"] == name), None)
                      for r in rows]
-            res = _classify(vecs, ok, [f"{name}: {v}" for v in values], truth, encoder, batch_size)
+            res = _classify(vecs, ok, [f"{name}: {v}" for v in values], truth, encoder, batch_size, centre)
             results["attributes"][name] = res or {"n/a": "the model cannot encode label text"}
 
     results["seconds"] = time.perf_counter() - started

@@ -60,10 +60,17 @@ def detail_tables(run: dict) -> str:
         out.append("")
     for group in ("classification", "attributes"):
         if run[group]:
-            out += [f"| {group} | n | classes | accuracy |", "|---|---|---|---|"]
+            out += [f"| {group} | n | classes | accuracy | raw argmax | top-label share | chance | majority |",
+                    "|---|---|---|---|---|---|---|---|"]
             for name, r in run[group].items():
-                out.append(f"| {name} | {r.get('n', '')} | {r.get('classes', '')} | {_fmt(r.get('accuracy'))} |")
+                out.append(f"| {name} | {r.get('n', '')} | {r.get('classes', '')} | " + " | ".join(
+                    _fmt(r.get(k)) for k in ("accuracy", "accuracy_raw", "top_label_share", "chance", "majority"))
+                    + " |")
             out.append("")
+    if any(run[g] for g in ("classification", "attributes")):
+        out += ["Accuracy centres product vectors by the gallery mean and label vectors by their set's mean "
+                "(bias-free); raw argmax is the plain nearest label; top-label share is how many products got "
+                "the most-predicted label.", ""]
     return "\n".join(out)
 
 
@@ -107,6 +114,11 @@ def plot(report_dir: Path, runs: list[dict]) -> None:
     for i, r in enumerate(runs):
         vals = [r[g].get(n, {}).get("accuracy") or 0.0 for g, n in names]
         ax.bar([x + i * width for x in range(len(names))], vals, width, label=r["label"])
+    for x, (g, n) in enumerate(names):  # chance: a uniform guess among the task's labels
+        chance = runs[0][g][n].get("chance")
+        if chance is not None:
+            ax.hlines(chance, x - width / 2, x + width * (len(runs) - 0.5), colors="k", linestyles=":", linewidth=1,
+                      label="chance" if x == 0 else None)
     ax.set_xticks([x + width * (len(runs) - 1) / 2 for x in range(len(names))], [n for _, n in names], rotation=30)
     ax.set_ylabel("accuracy"); ax.set_ylim(0, 1); ax.legend(fontsize=7); ax.set_title("zero-shot accuracy")  # noqa: E702
     fig.tight_layout()

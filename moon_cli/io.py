@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import hashlib
 import io
 import json
@@ -237,6 +238,7 @@ def output_lock(path) -> Iterator[None]:
         if same:
             break
         os.close(fd)  # the previous holder removed the file between our open and our lock: try again
+    _remove_litter(Path(path))
     try:
         yield
     finally:
@@ -255,6 +257,14 @@ def user_mode(path: Path, directory: bool = False) -> None:
     """Give a temporary file / directory the mode any file the user writes gets (0666 / 0777 less the umask):
     mkstemp / mkdtemp make them 0600 / 0700, which teammates and workers running as another user cannot read."""
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
+
+
+def _remove_litter(target: Path) -> None:
+    """Temporary files / directories an earlier writer of ``target`` left when it was killed. Only a holder of
+    the output's lock calls this, so no live writer owns them."""
+    for stale in target.parent.glob(f".{glob.escape(target.name)}.*"):
+        if stale.name.endswith((".tmp", ".old")):
+            shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

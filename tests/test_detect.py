@@ -120,3 +120,34 @@ def test_a_crafted_detector_file_runs_no_code(world, detector, tmp_path, stage):
     # the real detector still loads under the same safe mode
     r = run_moon("detect", world / "images", "--weights", detector, "-o", tmp_path / "ok.parquet", "-q")
     assert r.exit_code == 0, r.output
+
+
+def test_a_sub_pixel_box_is_one_rows_fallback_not_a_crash(tmp_path):
+    """A detector can return a box under a pixel wide; that image falls back to the full photo, the run goes on."""
+    import torch
+    from types import SimpleNamespace
+
+    from moon_cli.detect.predict import _detect
+
+    for name in ("a.jpg", "b.jpg"):
+        Image.new("RGB", (64, 64), (120, 30, 30)).save(tmp_path / name)
+    (tmp_path / "crops").mkdir()
+    boxes = {0: ([[10.2, 10.2, 10.4, 40.0]], [0.9]), 1: ([[8.0, 8.0, 40.0, 40.0]], [0.8])}
+
+    class Boxes(SimpleNamespace):  # what ultralytics' Results.boxes offers moon: xyxy, conf, len()
+        def __len__(self):
+            return len(self.conf)
+
+    class Detector:  # the one call moon makes: predict(list of BGR arrays) -> results with .boxes
+        def predict(self, arrays, **kwargs):
+            return [SimpleNamespace(boxes=Boxes(xyxy=torch.tensor(boxes[i][0]), conf=torch.tensor(boxes[i][1])))
+                    for i in range(len(arrays))]
+    table = _detect([str(tmp_path / "a.jpg"), str(tmp_path / "b.jpg")], Detector(), 64, tmp_path / "crops", 0.25)
+    rows = table.to_pylist()
+    assert rows[0]["status"] == "no_detection" and rows[0]["crop_path"].endswith("a.jpg") and "pixel" in rows[0]["error"]
+    assert rows[1]["status"] == "ok" and Image.open(rows[1]["crop_path"]).size == (32, 32)
+
+
+def test_detect_train_never_reaches_for_a_named_pt(world_template, tmp_path):
+    r = run_moon("detect-train", world_template / "boxes.parquet", "-o", tmp_path / "det", "--model", "yolov8n.pt")
+    assert r.exit_code == 1 and "never downloaded" in r.output and not (tmp_path / "det").exists()

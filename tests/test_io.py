@@ -122,3 +122,15 @@ def test_outputs_get_the_umask_mode_not_0600(tmp_path):
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "t.parquet").stat().st_mode) == 0o644
     assert stat.S_IMODE((tmp_path / "d").stat().st_mode) == 0o755
+
+
+def test_a_killed_writers_temporary_files_are_removed_by_the_next_writer(tmp_path):
+    import pyarrow as pa
+
+    from moon_cli.io import write_table
+
+    (tmp_path / ".out.parquet.abc123.tmp").write_bytes(b"half a file")  # what a kill -9 leaves
+    (tmp_path / ".other.parquet.x.tmp").write_bytes(b"someone else's")
+    write_table(pa.table({"a": [1]}), tmp_path / "out.parquet")
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == [".other.parquet.x.tmp", "out.parquet"]

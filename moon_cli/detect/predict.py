@@ -105,8 +105,14 @@ def _detect(paths: list[str], detector, imgsz: int, crops_dir: Path, conf: float
                 results[i] = dict(bbox=None, score=score, crop_path=paths[i], status="no_detection", error=None)
                 continue
             x0, y0, x1, y1 = (float(v) for v in boxes.xyxy[best].tolist())
+            left, top = max(0, int(x0)), max(0, int(y0))
+            right, bottom = min(img.width, int(round(x1))), min(img.height, int(round(y1)))
+            if right - left < 1 or bottom - top < 1:  # a sub-pixel box: no crop to cut, the photo stands in
+                results[i] = dict(bbox=None, score=score, crop_path=paths[i], status="no_detection",
+                                  error=f"the best box {[round(v, 2) for v in (x0, y0, x1, y1)]} is under a pixel")
+                continue
             crop_path = crops_dir / crop_name(paths[i])
-            img.crop((int(x0), int(y0), int(round(x1)), int(round(y1)))).save(crop_path, "JPEG", quality=92)
+            img.crop((left, top, right, bottom)).save(crop_path, "JPEG", quality=92)
             results[i] = dict(bbox=[x0, y0, x1, y1], score=score, crop_path=str(crop_path), status="ok", error=None)
     for path, res in zip(paths, results):
         rows["image_path"].append(os.path.abspath(path))

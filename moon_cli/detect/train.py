@@ -23,8 +23,12 @@ def box_iou(a, b) -> float:
 def train_detector(rows: list[dict], out: Path, epochs: int, imgsz: int, model_yaml: str, max_images: int,
                    batch: int, seed: int, workers: int = 0) -> dict:
     """Train, validate on a held-out split, measure IoU against ground truth; write weights + summary."""
-    from moon_cli.detect.yolo import offline_ultralytics
+    from moon_cli.detect.yolo import MODEL_YAMLS, offline_ultralytics
 
+    if model_yaml.endswith(".pt") and not Path(model_yaml).is_file():
+        # ultralytics would try to download a named .pt (e.g. yolov8n.pt) before failing: nothing is fetched here
+        raise MoonError(f"--model {model_yaml}: no such file; pretrained weights are never downloaded — give a "
+                        f"model yaml ({', '.join(MODEL_YAMLS)}) or a local .pt file")
     YOLO = offline_ultralytics()
     t0 = time.perf_counter()
     rows = [r for r in rows if r.get("bbox") is not None]

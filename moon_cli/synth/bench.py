@@ -17,6 +17,7 @@ import pyarrow as pa
 from moon_cli.contracts import LABELED_PRODUCTS, PRODUCT_QUERIES, QUERIES, Contract
 from moon_cli.io import write_table
 from moon_cli.synth.behavior import Catalogue
+from moon_cli.synth.photos import listing_photos, photo_of
 from moon_cli.synth.products import make_modifier, make_text_query, make_title, sub_seed
 from moon_cli.synth.taxonomy import ATTRIBUTE_TYPES, attribute_values, category_names
 
@@ -59,8 +60,6 @@ class Bench:
 
 
 def make_bench(cat: Catalogue, bench_dir: Path, seed: int, size: int, n_per_task: int) -> Bench:
-    from moon_cli.synth.world import listing_photos, photo_of  # world imports this module
-
     rng = random.Random(sub_seed(seed, "bench"))
     img_dir = bench_dir / "images"
     bench = Bench()

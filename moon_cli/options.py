@@ -1,15 +1,32 @@
-"""Click options shared by the stages, so every stage spells them the same way."""
+"""Click options shared by the stages, so every stage spells them the same way (and reads the same
+environment variables)."""
+
+from pathlib import Path
 
 import click
 
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
-seed_option = click.option("--seed", type=int, default=0, show_default=True, envvar="MOON_SEED",
-                           help="Random seed (env: MOON_SEED).")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars; only the final summary.")
 
 
-def output_option(help_text: str = "Output file, or - for an Arrow stream on stdout."):
-    return click.option("-o", "--output", "output", required=True, help=help_text)
+def seed_option(help_text: str = "Random seed."):
+    return click.option("--seed", type=int, default=0, show_default=True, envvar="MOON_SEED",
+                        help=f"{help_text} (env: MOON_SEED)")
+
+
+def output_option(help_text: str = "Output file, or - for an Arrow stream on stdout.", kind: str = "stream",
+                  required: bool = True):
+    """-o / --output. kind: "stream" (a table file, or - for stdout), "file" (a file only) or "dir"."""
+    if kind == "stream":
+        return click.option("-o", "--output", "output", required=required, help=help_text)
+    path = click.Path(file_okay=kind != "dir", dir_okay=kind == "dir", allow_dash=False, path_type=Path)
+    return click.option("-o", "--output", "output", required=required, type=path, help=help_text)
+
+
+def model_option(help_text: str, default: str | None = None):
+    """-m / --model: what MODEL means is decided in one place, ``moon_cli.model.resolve``."""
+    return click.option("-m", "--model", "model_name", required=default is None, default=default,
+                        show_default=default is not None, envvar="MOON_MODEL", help=f"{help_text} (env: MOON_MODEL)")
 
 
 def echo_summary(title: str, rows: dict) -> None:

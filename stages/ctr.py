@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, overwrite_option, quiet_option
+from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -32,8 +32,7 @@ def _named(spec: str) -> tuple[str, str]:
 @click.option("--catalog", required=True, help="Catalogue Parquet (item ids and category paths).")
 @click.option("-e", "--embeddings", "embeddings", multiple=True,
               help="[LABEL=]PATH of catalogue embeddings from `moon embed` (repeat to compare model versions).")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Report directory: ctr.json (every run and the summary) and report.md.")
+@output_option("Report directory: ctr.json (every run and the summary) and report.md.", kind="dir")
 @click.option("--seq-lens", default="2,8,32", show_default=True, help="Behaviour-sequence lengths to compare.")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Seeds (each length × variant is trained once per seed).")
 @click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True)

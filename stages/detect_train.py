@@ -4,13 +4,12 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, overwrite_option
+from moon_cli.options import echo_summary, output_option, overwrite_option, seed_option
 
 
 @click.command("detect-train")
 @click.argument("boxes")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Detector directory to write (weights.pt + summary.json).")
+@output_option("Detector directory to write (weights.pt + summary.json).", kind="dir")
 @click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--imgsz", type=click.IntRange(min=32), default=128, show_default=True, help="Training image size (px).")
 @click.option("--model", "model_yaml", default="yolov8n.yaml", show_default=True,
@@ -18,7 +17,7 @@ from moon_cli.options import echo_summary, overwrite_option
 @click.option("--max-images", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Train on at most this many boxed images (0 = all).")
 @click.option("--batch", "batch_size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option("Training seed")
 @overwrite_option
 def detect_train(boxes, output: Path, epochs, imgsz, model_yaml, max_images, batch_size, seed, overwrite):
     """Train a one-class core-product detector from BOXES (image_path, bbox), e.g. a world's boxes.parquet.

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, overwrite_option, quiet_option
+from moon_cli.options import echo_summary, model_option, output_option, overwrite_option, quiet_option
 
 
 def _shard(text):
@@ -19,10 +19,9 @@ def _shard(text):
 
 @click.command("embed")
 @click.argument("input_path", metavar="INPUT")
-@click.option("-m", "--model", "model_name", required=True,
-              help="A checkpoint directory, 'tiny', a Qwen2-VL-family hub id / path, or a baseline (minilm, efficientnet-lite0).")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
-              help="Embeddings Parquet, or - for an Arrow stream on stdout.")
+@model_option("A checkpoint directory, 'tiny', a Qwen2-VL-family hub id / path, or a baseline (minilm, "
+              "efficientnet-lite0).")
+@output_option("Embeddings Parquet, or - for an Arrow stream on stdout.")
 @click.option("--detections", default=None, help="Core-product crops from `moon detect` (MOON models use them).")
 @click.option("--kind", type=click.Choice(["auto", "product", "query"]), default="auto", show_default=True,
               help="What the rows are (auto: from the columns).")
@@ -63,7 +62,7 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
                              write_table)
 
     shard_t = _shard(shard)
-    to_stdout = is_stdio(output)
+    to_stdout, output = is_stdio(output), Path(output)
     if to_stdout and resume:
         raise MoonError("--resume needs an output file: a stream on stdout cannot be continued")
     if not to_stdout and output.exists() and not (resume or overwrite):

@@ -5,13 +5,13 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import overwrite_option, quiet_option
+from moon_cli.options import model_option, output_option, overwrite_option, quiet_option
 
 
 @click.command("evaluate")
 @click.argument("bench_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-m", "--model", "model_name", required=True, help="Checkpoint directory, 'tiny', hub id, or a baseline.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Report directory.")
+@model_option("Checkpoint directory, 'tiny', hub id, or a baseline.")
+@output_option("Report directory.", kind="dir")
 @click.option("--detections", default=None, help="Crops for the gallery photos (from `moon detect`).")
 @click.option("--label", default=None, help="Name of this run in tables (default: the model).")
 @click.option("--compare", multiple=True, type=click.Path(file_okay=False, path_type=Path),

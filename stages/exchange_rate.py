@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary
+from moon_cli.options import echo_summary, output_option
 
 
 @click.command("exchange-rate")
@@ -14,8 +14,7 @@ from moon_cli.options import echo_summary
               help="Report directory of `moon ctr` run with each version's embeddings (-e LABEL=...).")
 @click.option("--seq-len", type=int, default=None, help="CTR sequence length to read [default: the longest].")
 @click.option("--downstream", type=click.Choice(["auc", "gauc"]), default="auc", show_default=True)
-@click.option("-o", "--output", default=None, type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the rates and the versions' figures as JSON here.")
+@output_option("Also write the rates and the versions' figures as JSON here.", kind="file", required=False)
 def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output):
     """Exchange rate of each intermediate metric for the CTR gain, across model versions.
 

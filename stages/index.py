@@ -4,12 +4,12 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, overwrite_option
+from moon_cli.options import echo_summary, output_option, overwrite_option
 
 
 @click.command("index")
 @click.argument("embeddings", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path), help="Index directory.")
+@output_option("Index directory.", kind="dir")
 @click.option("--index-type", type=click.Choice(["auto", "flat", "ivf_hnsw_sq", "ivf_pq"]), default="auto",
               show_default=True, help="auto: exact below 100k rows, IVF_HNSW_SQ above (recall-checked).")
 @click.option("--append", is_flag=True, help="Add rows to an existing index (same model only) and update it.")

@@ -5,10 +5,12 @@ from pathlib import Path
 
 import click
 
+from moon_cli.options import model_option
+
 
 @click.command("search")
 @click.argument("index_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-m", "--model", "model_name", required=True, help="The model that made the index's vectors.")
+@model_option("The model that made the index's vectors.")
 @click.option("--text", default=None, help="Query text.")
 @click.option("--image", type=click.Path(dir_okay=False), default=None, help="Query image.")
 @click.option("-k", "k", type=click.IntRange(min=1), default=10, show_default=True)

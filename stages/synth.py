@@ -4,14 +4,14 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, overwrite_option, quiet_option
+from moon_cli.options import echo_summary, overwrite_option, quiet_option, seed_option
 
 
 @click.command()
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--products", type=click.IntRange(min=1), default=300, show_default=True,
               help="Number of products in the catalogue.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same tables and image bytes.")
+@seed_option("Same seed, same tables and image bytes")
 @click.option("--image-size", type=click.IntRange(min=64, max=1024), default=128, show_default=True,
               help="Side of the square product photos, in pixels.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Render processes [default: all cores].")

@@ -165,15 +165,15 @@ def test_resume_refuses_a_run_with_another_dim_kind_or_detections(world_template
     assert {len(row["vector"]) for row in rows_of(out)} == {64}
 
 
-def test_rows_with_a_null_id_are_counted_and_named_not_silently_dropped(world_template, tmp_path):
+def test_rows_with_a_null_id_are_counted_and_named_not_silently_dropped(world, tmp_path):
     import pyarrow as pa
 
-    table = pq.read_table(world_template / "catalog.parquet").slice(0, 6)
+    table = pq.read_table(world / "catalog.parquet").slice(0, 6)
     ids = table.column("item_id").to_pylist()
     ids[1] = ids[4] = None
     table = table.set_column(table.schema.get_field_index("item_id"), "item_id", pa.array(ids, pa.string()))
-    pq.write_table(table, tmp_path / "c.parquet")
-    r = run_moon("embed", tmp_path / "c.parquet", "-m", "tiny", "-o", tmp_path / "e.parquet", "-q")
+    pq.write_table(table, world / "c.parquet")  # beside the photos its paths point to
+    r = run_moon("embed", world / "c.parquet", "-m", "tiny", "-o", tmp_path / "e.parquet", "-q")
     assert r.exit_code == 0, r.output
     assert "6 in" in r.output and "2 input row(s) with a null item_id (rows 1, 4)" in r.output
     assert len(rows_of(tmp_path / "e.parquet")) == 4

@@ -95,9 +95,20 @@ def _map_string_column(col: pa.ChunkedArray | pa.Array, fn) -> pa.Array:
     return mapped.take(encoded.indices)
 
 
-def resolve_paths(table: pa.Table, columns, base_dir: Path) -> pa.Table:
-    """Make relative paths in ``columns`` absolute, relative to ``base_dir``."""
+def _is_text(t: pa.DataType) -> bool:
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        t = t.value_type
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+
+
+def resolve_paths(table: pa.Table, columns, base_dir: Path, source: str = "input") -> pa.Table:
+    """Make relative paths in ``columns`` absolute, relative to ``base_dir``; a path column that does not
+    hold text is a one-line error naming ``source`` and the column."""
     base = str(Path(base_dir).resolve())
+    for name in columns:
+        if name in table.column_names and not _is_text(table.schema.field(name).type):
+            raise MoonError(f"{source}: column '{name}' holds {table.schema.field(name).type}, expected file paths "
+                            f"(text)")
 
     def absolute(p: str) -> str:
         return p if os.path.isabs(p) else os.path.normpath(os.path.join(base, p))
@@ -174,7 +185,7 @@ def read_table(path, contract: Contract | None = None, columns=None) -> Artifact
     manifest = read_manifest(table.schema)
     if contract is not None:
         table = conform(table, contract, source)
-        table = resolve_paths(table, contract.path_columns, base_dir)
+        table = resolve_paths(table, contract.path_columns, base_dir, source)
     return Artifact(table=table, source=source, base_dir=base_dir, manifest=manifest)
 
 

@@ -40,7 +40,7 @@ def detect(input_path, output, weights, crops_dir, conf, batch_size, overwrite, 
         paths = iter_folder_images(Path(input_path))
     else:
         art = read_table(input_path)
-        table = resolve_paths(art.table, ("image_paths", "image_path", "query_image"), art.base_dir)
+        table = resolve_paths(art.table, ("image_paths", "image_path", "query_image"), art.base_dir, art.source)
         paths = iter_table_images(table, art.source)
     detector, imgsz = load_detector(Path(weights))
     crops = crops_dir or (Path.cwd() / "crops" if is_stdio(output) else Path(output).resolve().parent / "crops")

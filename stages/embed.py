@@ -76,7 +76,7 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
         art = read_table(input_path)
         base = base_dir if (base_dir and is_stdio(input_path)) else art.base_dir
         table = resolve_paths(art.table, [c for c in ("image_paths", "query_image", "image_path")
-                                          if c in art.table.column_names], base)
+                                          if c in art.table.column_names], base, art.source)
         source = TableInput(table, art.source, det, None if kind == "auto" else kind)
         if source.kind == "product" and "image_paths" not in table.column_names and not text_only:
             raise MoonError(f"{art.source}: has no 'image_paths' column, so its products would be embedded from "

@@ -34,17 +34,15 @@ def iter_folder_images(folder: Path) -> Iterator[str]:
 
 def iter_table_images(table: pa.Table, source: str) -> Iterator[str]:
     """Image paths from a catalogue (``image_paths``), queries or pairs (``query_image``, distinct), or any table
-    with an ``image_path`` column."""
+    with an ``image_path`` column. The columns are checked now, before any image is read."""
     if "image_paths" in table.column_names:
-        for paths in table.column("image_paths").to_pylist():
-            yield from paths or []
-    elif "image_path" in table.column_names:
-        yield from (p for p in table.column("image_path").to_pylist() if p)
-    elif "query_image" in table.column_names:
-        yield from dict.fromkeys(p for p in table.column("query_image").to_pylist() if p)
-    else:
-        raise MoonError(f"{source}: needs an 'image_paths' (catalogue), 'query_image' (queries, pairs) or "
-                        f"'image_path' column; has {', '.join(table.column_names)}")
+        return (p for paths in table.column("image_paths").to_pylist() for p in paths or [])
+    if "image_path" in table.column_names:
+        return (p for p in table.column("image_path").to_pylist() if p)
+    if "query_image" in table.column_names:
+        return iter(dict.fromkeys(p for p in table.column("query_image").to_pylist() if p))
+    raise MoonError(f"{source}: needs an 'image_paths' (catalogue), 'query_image' (queries, pairs) or "
+                    f"'image_path' column; has {', '.join(table.column_names)}")
 
 
 def load_detector(weights_dir: Path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -10,7 +9,7 @@ import pyarrow as pa
 
 from moon_cli.contracts import CATALOG, LABELED_PRODUCTS, PRODUCT_QUERIES, QUERIES
 from moon_cli.errors import MoonError, warn
-from moon_cli.io import read_table
+from moon_cli.io import read_json_report, read_table
 
 RETRIEVAL_TASKS = {  # task → (contract, query kind)
     "image_to_product": (QUERIES, "query"),
@@ -51,9 +50,7 @@ def load_bench(root: Path) -> Bench:
     if not index.is_file():
         raise MoonError(f"{root}: no bench.json; a bench directory holds bench.json (gallery + task files), "
                         f"as `moon synth` writes under WORLD/bench")
-    spec = json.loads(index.read_text())
-    if "gallery" not in spec:
-        raise MoonError(f"{index}: missing 'gallery' (the catalogue Parquet that retrieval searches)")
+    spec = read_json_report(index, ("gallery",), "`moon synth` (or by hand: the gallery Parquet and task files)")
     gallery = read_table(root / spec["gallery"], CATALOG).table
     bench = Bench(root, gallery)
     files = {**DEFAULT_FILES, **spec.get("tasks", {})}
@@ -65,7 +62,7 @@ def load_bench(root: Path) -> Bench:
             continue
         contract = RETRIEVAL_TASKS[task][0] if task in RETRIEVAL_TASKS else LABEL_TASKS[task]
         bench.tasks[task] = read_table(path, contract).table
-    labels = json.loads((root / "labels.json").read_text()) if (root / "labels.json").is_file() else {}
+    labels = read_json_report(root / "labels.json", (), "`moon synth`") if (root / "labels.json").is_file() else {}
     levels = labels.get("category_levels")
     if not levels:  # derive from the gallery: names per level
         depth = max((len(p or []) for p in gallery.column("category_path").to_pylist()), default=0)

@@ -31,6 +31,9 @@ demo: $(VENV)/.baselines ## run the main job on the embedded default (synthetic 
 test: $(STAMP) ## run the test suite (CPU, no network, a few minutes)
 	$(BIN)/python -m pytest -q
 
+kill-trials: $(STAMP) ## kill -9 trials of embed, train, index and detect (slow tests; MOON_KILL_TRIALS=N, default 2)
+	$(BIN)/python -m pytest -q -m slow tests/test_kill.py
+
 bench-synth: $(STAMP) ## benchmark `moon synth --products 10000` (target: <= 60 s on 2 cores)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/bench_synth.sh $(RUNS)/bench-synth
 
@@ -59,7 +62,8 @@ MODEL ?= tiny
 REPRO_ENV = DATA="$(DATA)" MODEL="$(MODEL)" $(if $(PRODUCTS),PRODUCTS="$(PRODUCTS)") $(if $(STEPS),STEPS="$(STEPS)") \
 	$(if $(BATCH),BATCH="$(BATCH)") $(if $(SEEDS),SEEDS="$(SEEDS)") $(if $(NPROC),NPROC="$(NPROC)") \
 	$(if $(CTR_SEEDS),CTR_SEEDS="$(CTR_SEEDS)") $(if $(LR),LR="$(LR)") $(if $(CONFIG),CONFIG="$(CONFIG)") \
-	$(if $(VIEWS),VIEWS="$(VIEWS)") NOTES="$(NOTES)"
+	$(if $(VIEWS),VIEWS="$(VIEWS)") $(if $(WORLD_SEED),WORLD_SEED="$(WORLD_SEED)") $(if $(VARIANTS),VARIANTS="$(VARIANTS)") \
+	NOTES="$(NOTES)"
 
 reproduce: $(VENV)/.baselines ## the papers' tables: ablations, dual encoder, baselines, CTR, exchange rate (~1 h on 2 cores)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(REPRO_ENV) REPRODUCE_COMMAND="$(strip make reproduce $(MAKEOVERRIDES))" \
@@ -77,4 +81,4 @@ clean: ## remove runs/ and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
-.PHONY: help install baselines demo test bench-synth bench-model bench-data bench-serve reproduce reproduce-quick scaling clean
+.PHONY: help install baselines demo test kill-trials bench-synth bench-model bench-data bench-serve reproduce reproduce-quick scaling clean

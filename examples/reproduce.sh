@@ -13,10 +13,13 @@
 #   CONFIG    a JSON of model-config overrides for `moon train --config` (e.g. examples/configs/qwen2.5-vl-3b.json)
 #   VIEWS     1: train every version with `--catalog-views` (listings' other photos as extra image queries;
 #             not in the papers' recipe, so off by default)
+#   WORLD_SEED  seed of the synthetic world (0): another seed is another world, for checking a result holds
+#   VARIANTS  the versions to train, e.g. "moon dual-encoder" [default: moon and every ablation, then the dual]
 set -euo pipefail
 run=${1:?usage: reproduce.sh RUN_DIR}
 model=${MODEL:-tiny}
 products=${PRODUCTS:-1000}
+world_seed=${WORLD_SEED:-0}
 steps=${STEPS:-60}
 batch=${BATCH:-16}
 seeds=${SEEDS:-0 1 2}
@@ -41,8 +44,8 @@ if [[ -n "${DATA:-}" ]]; then
   [[ -f "$w/bench/bench.json" ]] || { echo "Error: $w/bench/bench.json: no such file; DATA needs a bench/ folder (bench.json naming the gallery and task tables) in the layout \`moon synth\` writes" >&2; exit 1; }
 else
   w=$run/world
-  log "a synthetic world of $products products"
-  [[ -f "$w/world.json" ]] || moon synth "$w" --products "$products" --seed 0 --overwrite --quiet
+  log "a synthetic world of $products products (seed $world_seed)"
+  [[ -f "$w/world.json" ]] || moon synth "$w" --products "$products" --seed "$world_seed" --overwrite --quiet
 fi
 
 # ---------------------------------------------------------------- 2. detector, crops of every photo (catalogue, queries, bench)
@@ -73,6 +76,10 @@ order=(moon no-crops no-moe no-hard-negatives)
 (( nproc > 1 )) && { variants[no-queue-gather]="--no-queue --no-gather"; order+=(no-queue-gather); }
 order+=(dual-encoder)
 [[ ${#crops[@]} -eq 0 ]] && order=("${order[@]/no-crops}")
+if [[ -n "${VARIANTS:-}" ]]; then
+  for v in $VARIANTS; do [[ -n "${variants[$v]+set}" ]] || { echo "Error: VARIANTS: unknown version '$v'; known: ${!variants[*]}" >&2; exit 1; }; done
+  order=($VARIANTS)
+fi
 launcher=(moon)
 (( nproc > 1 )) && launcher=(torchrun --standalone --nproc_per_node "$nproc" "$(command -v moon)")
 

@@ -96,3 +96,55 @@ def test_embedding_strategy_without_embeddings_is_refused(world, mined, tmp_path
                  "--strategy", "embedding")
     assert r.exit_code == 1 and "--embeddings" in r.output
     assert not (tmp_path / "n.parquet").exists()
+
+
+def _matches_stated(query_text, has_image, pos_attrs, neg_attrs):
+    """Independent restatement: every attribute value the query's words name (and a photo's colour and pattern)."""
+    words = (query_text or "").lower().split()
+    stated = {n: v for n, v in pos_attrs.items() if v.lower() in words}
+    if has_image:
+        stated.update({n: pos_attrs[n] for n in ("color", "pattern") if n in pos_attrs})
+    return all(neg_attrs.get(n) == v for n, v in stated.items())
+
+
+def test_query_aware_negatives_never_match_every_attribute_the_query_states(world, mined, tmp_path):
+    attrs = lambda row: {a["name"]: a["value"] for a in row["attributes"] or []}  # noqa: E731
+    found = {}
+    for flag in ("--query-aware", "--no-query-aware"):
+        out = tmp_path / f"{flag}.parquet"
+        r = run_moon("sample-negatives", mined, "--catalog", world / "catalog.parquet", "-o", out, "--per-pair", 4, flag)
+        assert r.exit_code == 0, r.output
+        cat, prs, _, negs = load(world, mined, out)
+        false = 0
+        for row in negs:
+            pair = prs[row["pair_id"]]
+            for n in row["negatives"]:
+                if n["kind"] == "same_leaf" and _matches_stated(pair["query_text"], pair["query_image"] is not None,
+                                                                 attrs(cat[pair["item_id"]]), attrs(cat[n["item_id"]])):
+                    false += 1
+        found[flag] = (false, r.output)
+    assert found["--no-query-aware"][0] > 0, "the world must hold look-alikes for this test to mean anything"
+    assert found["--query-aware"][0] == 0
+    assert "same-leaf candidates excluded" in found["--query-aware"][1]
+    assert "not filtered" in found["--no-query-aware"][1]
+
+
+def test_nan_inf_and_null_vectors_never_score_and_are_counted(world, mined, tmp_path):
+    cat_ids = read_table(world / "catalog.parquet", CATALOG).table.column("item_id").to_pylist()
+    vecs = np.random.default_rng(0).normal(size=(len(cat_ids), 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    vecs[3] = np.nan
+    vecs[5, 0] = np.inf
+    rows = [None if i == 7 else v.tolist() for i, v in enumerate(vecs)]
+    status = ["error" if i == 7 else "ok" for i in range(len(cat_ids))]
+    pq.write_table(pa.table({"id": cat_ids, "vector": pa.array(rows, pa.list_(pa.float32())), "status": status}),
+                   tmp_path / "emb.parquet")
+    out = tmp_path / "neg.parquet"
+    r = run_moon("sample-negatives", mined, "--catalog", world / "catalog.parquet", "-o", out, "--strategy",
+                 "embedding", "--embeddings", tmp_path / "emb.parquet", "--per-pair", 4)
+    assert r.exit_code == 0 and "Traceback" not in r.output, r.output
+    assert "2 NaN / Inf vector" in r.output
+    bad = {cat_ids[3], cat_ids[5], cat_ids[7]}
+    for row in read_table(out, NEGATIVES).table.to_pylist():
+        for n in row["negatives"]:
+            assert np.isfinite(n["score"]) and n["item_id"] not in bad

@@ -2,7 +2,10 @@
 
 Strategies (per pair, K negatives, never a positive of the same query):
 - ``same-category``: other products of the positive's leaf category (the paper's hard negatives),
-  topped up from the parent category, then at random, when a leaf is small;
+  topped up from the parent category, then at random, when a leaf is small. Query-aware: a same-leaf
+  product that matches every attribute the query states — the attribute values its text names, and for a
+  photo the visible ones (colour, pattern) — answers the query as well as the positive does, so it is a
+  false negative and is not drawn (counted in ``dropped_false_negatives``);
 - ``embedding``: the products nearest to the query (or, without a query vector, to the positive) by a
   previous model's embeddings, dropping candidates that score within ``margin`` of the positive
   (likely false negatives);
@@ -13,6 +16,7 @@ Deterministic for a seed. Cross-device and temporal (queue) negatives happen ins
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -20,10 +24,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
-from moon_cli.contracts import NEGATIVES, vectors_to_numpy
+from moon_cli.contracts import NEGATIVES, usable_embeddings, vectors_to_numpy
 from moon_cli.errors import MoonError
 
 STRATEGIES = ("same-category", "embedding", "random", "mixed")
+VISIBLE_ATTRIBUTES = ("color", "pattern")  # what a query photo states about the product it shows
 
 
 @dataclass
@@ -33,6 +38,8 @@ class NegativeStats:
     kinds: dict = field(default_factory=lambda: defaultdict(int))
     short: int = 0  # pairs that got fewer than K (tiny catalogues)
     dropped_by_margin: int = 0
+    dropped_false_negatives: int = 0  # same-leaf candidates matching every attribute the query states
+    embeddings_left_out: dict = field(default_factory=dict)  # embedding rows unfit to score, by reason
     positive_scores: list = field(default_factory=list)
     negative_scores: list = field(default_factory=list)
     seconds: float = 0.0
@@ -43,6 +50,8 @@ class CatalogIndex:
         self.ids = catalog.column("item_id").to_pylist()
         self.row = {item: i for i, item in enumerate(self.ids)}
         paths = catalog.column("category_path").to_pylist()
+        self.attrs = [{a["name"]: str(a["value"]).lower() for a in (attrs or []) if a and a.get("value") is not None}
+                      for attrs in catalog.column("attributes").to_pylist()]
         self.by_leaf: dict[tuple, list[int]] = defaultdict(list)
         self.by_parent: dict[tuple, list[int]] = defaultdict(list)
         self.leaf_of = []
@@ -66,14 +75,44 @@ def _draw(pool: np.ndarray, k: int, exclude: set[int], rng: np.random.Generator)
     return picked[:k]
 
 
-def _category_negatives(idx: CatalogIndex, pos: int, k: int, exclude: set[int], rng) -> list[tuple[int, str]]:
+def stated_attributes(attrs: dict[str, str], query_text: str | None, has_image: bool,
+                      visible: tuple[str, ...] = VISIBLE_ATTRIBUTES) -> frozenset:
+    """The positive's (name, value) attributes that the query states: values its text names as words, and
+    for a photo query the visible attributes."""
+    text = (query_text or "").lower()
+    stated = {(n, v) for n, v in attrs.items() if v and re.search(rf"(?<!\w){re.escape(v)}(?!\w)", text)}
+    if has_image:
+        stated |= {(n, attrs[n]) for n in visible if n in attrs}
+    return frozenset(stated)
+
+
+class FalseNegativeFilter:
+    """Same-leaf products that match every attribute a query states (cached per leaf and statement)."""
+
+    def __init__(self, idx: CatalogIndex, visible: tuple[str, ...] = VISIBLE_ATTRIBUTES):
+        self.idx, self.visible = idx, visible
+        self._cache: dict[tuple, set[int]] = {}
+
+    def __call__(self, pos: int, query_text: str | None, has_image: bool) -> set[int]:
+        idx = self.idx
+        stated = stated_attributes(idx.attrs[pos], query_text, has_image, self.visible)
+        key = (idx.leaf_of[pos], stated)
+        if key not in self._cache:
+            self._cache[key] = {int(i) for i in idx.by_leaf[idx.leaf_of[pos]]
+                                if all(idx.attrs[int(i)].get(n) == v for n, v in stated)}
+        return self._cache[key]
+
+
+def _category_negatives(idx: CatalogIndex, pos: int, k: int, exclude: set[int], rng,
+                        matching: set[int] = frozenset()) -> list[tuple[int, str]]:
+    """Same-leaf negatives (never one in ``matching``: false negatives), topped up from the parent, then at random."""
     leaf = idx.leaf_of[pos]
-    out = [(i, "same_leaf") for i in _draw(idx.by_leaf[leaf], k, exclude, rng)]
+    out = [(i, "same_leaf") for i in _draw(idx.by_leaf[leaf], k, exclude | matching, rng)]
     if len(out) < k:
-        taken = exclude | {i for i, _ in out}
+        taken = exclude | matching | {i for i, _ in out}
         out += [(i, "same_parent") for i in _draw(idx.by_parent[leaf[:-1]], k - len(out), taken, rng)]
     if len(out) < k:
-        taken = exclude | {i for i, _ in out}
+        taken = exclude | matching | {i for i, _ in out}
         out += [(i, "random") for i in _draw(np.arange(len(idx.ids)), k - len(out), taken, rng)]
     return out
 
@@ -106,7 +145,7 @@ def _normalise(v: np.ndarray) -> np.ndarray:
 
 def sample_negatives(pairs: pa.Table, catalog: pa.Table, per_pair: int = 8, strategy: str = "same-category",
                      seed: int = 0, embeddings: pa.Table | None = None, margin: float = 0.05,
-                     source: str = "embeddings") -> tuple[pa.Table, NegativeStats]:
+                     source: str = "embeddings", query_aware: bool = True) -> tuple[pa.Table, NegativeStats]:
     if strategy not in STRATEGIES:
         raise MoonError(f"unknown strategy '{strategy}'; choose from {', '.join(STRATEGIES)}")
     if strategy == "embedding" and embeddings is None:
@@ -130,6 +169,7 @@ def sample_negatives(pairs: pa.Table, catalog: pa.Table, per_pair: int = 8, stra
         near = _embedding_neighbours(embeddings, idx, pair_ids, items, queries, positives_of_query, per_pair, margin,
                                      stats, source)
 
+    false_negatives = FalseNegativeFilter(idx)
     out_ids, out_negs = [], []
     for n, (pid, item, q) in enumerate(zip(pair_ids, items, queries)):
         pos = idx.row.get(item)
@@ -137,16 +177,20 @@ def sample_negatives(pairs: pa.Table, catalog: pa.Table, per_pair: int = 8, stra
             stats.skipped_unknown_item += 1
             continue
         exclude = positives_of_query[q]
+        matching: set[int] = set()
+        if query_aware and strategy in ("same-category", "mixed"):
+            matching = false_negatives(pos, q[0], q[1] is not None) - exclude - {pos}
+            stats.dropped_false_negatives += len(matching)
         if strategy == "same-category":
-            negs = [(i, kind, None) for i, kind in _category_negatives(idx, pos, per_pair, exclude, rng)]
+            negs = [(i, kind, None) for i, kind in _category_negatives(idx, pos, per_pair, exclude, rng, matching)]
         elif strategy == "random":
             negs = [(i, "random", None) for i in _draw(np.arange(len(idx.ids)), per_pair, exclude, rng)]
         elif strategy == "embedding":
             negs = near[n][:per_pair]
         else:  # mixed
             half = per_pair // 2
-            negs = [(i, kind, None) for i, kind in _category_negatives(idx, pos, half, exclude, rng)]
-            taken = exclude | {i for i, _, _ in negs}
+            negs = [(i, kind, None) for i, kind in _category_negatives(idx, pos, half, exclude, rng, matching)]
+            taken = exclude | matching | {i for i, _, _ in negs}
             if near is not None:
                 negs += [c for c in near[n] if c[0] not in taken][: per_pair - len(negs)]
             else:
@@ -166,6 +210,9 @@ def sample_negatives(pairs: pa.Table, catalog: pa.Table, per_pair: int = 8, stra
 
 def _embedding_neighbours(embeddings, idx, pair_ids, items, queries, positives_of_query, k, margin, stats, source):
     """Per pair: nearest non-positive products, scored, with near-positives dropped by the margin."""
+    if "status" in embeddings.column_names:  # rows `moon embed` could not embed carry no vector
+        embeddings = embeddings.filter(pa.compute.equal(embeddings.column("status"), "ok"))
+    embeddings, stats.embeddings_left_out, _ = usable_embeddings(embeddings)  # no NaN / Inf / null ever scores
     emb_ids = embeddings.column("id").to_pylist()
     vectors = _normalise(vectors_to_numpy(embeddings.column("vector"), source))
     row_of = {i: r for r, i in enumerate(emb_ids)}

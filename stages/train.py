@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, overwrite_option, quiet_option
+from moon_cli.options import (echo_summary, model_option, output_option, overwrite_option, quiet_option,
+                              seed_option)
 
 
 def _dims(text: str | None) -> list[int]:
@@ -34,15 +35,14 @@ def _mix(text: str) -> dict[str, float]:
 @click.command("train")
 @click.argument("pairs", required=False)
 @click.option("--catalog", required=True, help="Catalogue Parquet (products, their photos and text).")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Checkpoint directory: the final model, checkpoints/, train_log.jsonl.")
+@output_option("Checkpoint directory: the final model, checkpoints/, train_log.jsonl.", kind="dir")
 @click.option("--objective", type=click.Choice(["posttrain", "pretrain"]), default="posttrain", show_default=True,
               help="posttrain: query → purchased product (needs PAIRS); pretrain: each product photo → its own text.")
 @click.option("--negatives", default=None, help="Hard negatives from `moon sample-negatives`.")
 @click.option("--detections", default=None, help="Core-product crops from `moon detect` (added beside each photo).")
 @click.option("--no-crops", is_flag=True, help="Ablation: no core-product crops.")
-@click.option("-m", "--model", "model_name", default="tiny", show_default=True,
-              help="'tiny' (random init), a MOON checkpoint directory (e.g. a pretrain run), or a Qwen2-VL-family hub id / path.")
+@model_option("'tiny' (random init), a MOON checkpoint directory (e.g. a pretrain run), or a Qwen2-VL-family hub "
+              "id / path.", default="tiny")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="JSON of model-config overrides for a new model, e.g. {\"moe\": {\"num_experts\": 8}}.")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
@@ -74,11 +74,16 @@ def _mix(text: str) -> dict[str, float]:
 @click.option("--modality-mix", default="12:3:2", show_default=True, help="Query modality weights IMAGE:TEXT:MULTIMODAL.")
 @click.option("--val-every", type=click.IntRange(min=0), default=50, show_default=True, help="Validate every N steps (0 = never).")
 @click.option("--val-fraction", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
-              help="Share of queries held out for in-loop Recall@10.")
+              help="Share of queries held out for in-loop Recall@10 (only when --val-every > 0).")
+@click.option("--holdout-split", "holdout_splits", multiple=True,
+              help="Keep the pairs of this mine-pairs split (e.g. test) out of training; repeatable. "
+                   "Default: every pair trains.")
+@click.option("--temperature-lr", type=click.FloatRange(min=0), default=1e-2, show_default=True,
+              help="Learning rate of log(1/τ) when the temperature is learnable.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=50, show_default=True)
 @click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (default: on with a GPU).")
 @click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in backward (GPU memory).")
-@click.option("--seed", type=int, default=0, show_default=True)
+@seed_option("Seed of the model's initialisation and the data order")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --output.")
 @click.option("--stop-at-step", type=int, default=None, hidden=True, help="Stop after this step (tests: an interruption).")
 @overwrite_option
@@ -86,7 +91,7 @@ def _mix(text: str) -> dict[str, float]:
 def train(pairs, catalog, output, objective, negatives, detections, no_crops, model_name, config_file, steps, batch_size,
           lr, temperature, fixed_temperature, hard_negatives, no_hard_negatives, catalog_views, queue_size, no_queue,
           no_gather, no_moe, arch, matryoshka, grad_cache, chunk_size, modality_mix, val_every, val_fraction,
-          checkpoint_every, bf16, gradient_checkpointing, seed, resume, stop_at_step, overwrite, quiet):
+          holdout_splits, temperature_lr, checkpoint_every, bf16, gradient_checkpointing, seed, resume, stop_at_step, overwrite, quiet):
     """Train MOON on PAIRS (from `moon mine-pairs`) and the catalogue; write a checkpoint directory.
 
     InfoNCE over the positive, in-batch products, hard negatives, products gathered from other processes
@@ -109,12 +114,14 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
     queue_size = recipe.get("queue_size", TrainConfig.queue_size) if queue_size is None else queue_size
 
     cfg = TrainConfig(objective=objective, steps=steps, batch_size=batch_size, lr=lr, temperature=temperature,
-                      learn_temperature=not fixed_temperature, hard_negatives=hard_negatives,
+                      learn_temperature=not fixed_temperature, temperature_lr=temperature_lr,
+                      hard_negatives=hard_negatives,
                       use_hard_negatives=not no_hard_negatives and negatives is not None, catalog_views=catalog_views,
                       queue_size=queue_size,
                       use_queue=not no_queue, use_gather=not no_gather, matryoshka_dims=_dims(matryoshka),
                       grad_cache=grad_cache, chunk_size=chunk_size, modality_mix=_mix(modality_mix),
-                      val_every=val_every, val_fraction=val_fraction, checkpoint_every=checkpoint_every,
+                      val_every=val_every, val_fraction=val_fraction, holdout_splits=list(holdout_splits),
+                      checkpoint_every=checkpoint_every,
                       bf16=bool(bf16), gradient_checkpointing=gradient_checkpointing, seed=seed)
     overrides = json.loads(config_file.read_text()) if config_file else {}
     request = TrainRequest(pairs=pairs, catalog=catalog, output=output, negatives=negatives, detections=detections,

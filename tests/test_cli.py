@@ -46,3 +46,40 @@ def test_unknown_command_is_a_usage_error():
     result = run_moon("no-such-stage")
     assert result.exit_code == 2
     assert "No such command" in result.output
+
+
+def test_the_library_knows_no_click_and_its_errors_become_one_line():
+    """Only cli.py and options.py import click; a MoonError raised in the library is `Error: ...`, exit 1."""
+    from pathlib import Path
+
+    import moon_cli
+    from moon_cli.errors import MoonError
+
+    root = Path(moon_cli.__file__).parent
+    users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
+                   if any(line.strip().startswith(("import click", "from click")) for line in p.read_text().splitlines()))
+    assert users == ["cli.py", "options.py"]
+    assert not issubclass(MoonError, __import__("click").ClickException)
+    result = run_moon("inspect", "/no/such/file.parquet")
+    assert result.exit_code == 1 and result.output.startswith("Error: ") and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_every_stage_spells_shared_options_the_same_way_and_reads_moon_seed(tmp_path):
+    """-o / -m / --seed / -q come from moon_cli.options; MOON_SEED reaches every stage that takes --seed."""
+    from click.testing import CliRunner
+
+    for name in COMMANDS:
+        params = {p.name: p for p in cli.get_command(None, name).params}
+        if "seed" in params:
+            assert params["seed"].envvar == "MOON_SEED", name
+        if "model_name" in params:
+            assert params["model_name"].envvar == "MOON_MODEL", name
+    runner = CliRunner()
+    a = runner.invoke(cli, ["synth", str(tmp_path / "a"), "--products", "6", "-q"], env={"MOON_SEED": "7"})
+    b = runner.invoke(cli, ["synth", str(tmp_path / "b"), "--products", "6", "-q", "--seed", "7"])
+    c = runner.invoke(cli, ["synth", str(tmp_path / "c"), "--products", "6", "-q"])
+    assert a.exit_code == b.exit_code == c.exit_code == 0
+    titles = [__import__("pyarrow.parquet").parquet.read_table(tmp_path / d / "catalog.parquet").column("title").to_pylist()
+              for d in "abc"]
+    assert titles[0] == titles[1] != titles[2]

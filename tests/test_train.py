@@ -88,7 +88,7 @@ def test_grad_cache_gives_the_same_loss_and_gradients_as_the_plain_step(train_in
 
     def run(grad_cache: bool):
         model.zero_grad(set_to_none=True)
-        scale = torch.nn.Parameter(torch.tensor(20.0))
+        scale = torch.nn.Parameter(torch.tensor(math.log(20.0)))  # log(1/τ)
         queue = EmbeddingQueue(8, model.dim)
         queue.push(torch.nn.functional.normalize(torch.randn(4, model.dim, generator=torch.Generator().manual_seed(3)), dim=-1),
                    torch.tensor([0, 1, 2, 3]))
@@ -306,3 +306,60 @@ def test_resume_refuses_changed_settings_but_not_settings_added_since(tmp_path):
     changed["inputs"]["pairs"]["fingerprint"] = "b"
     with pytest.raises(MoonError, match="input pairs"):
         _check_same_run(tmp_path, changed)
+
+
+def test_resume_skips_a_damaged_latest_checkpoint_and_a_torn_log_line(train_inputs, tmp_path):
+    """A kill can tear the log's last line; a damaged newest checkpoint is skipped for the one before it.
+    Either way the resumed run ends where an uninterrupted one does."""
+    args = ["--steps", 4, "--checkpoint-every", 1, "--negatives", train_inputs["negatives"]]
+    straight, broken = tmp_path / "straight", tmp_path / "broken"
+    assert run_moon(*train_args(train_inputs, straight, *args)).exit_code == 0
+    assert run_moon(*train_args(train_inputs, broken, *args, "--stop-at-step", 3)).exit_code == 0
+    newest = broken / "checkpoints" / "step-000003"
+    weights = (newest / "model.safetensors").read_bytes()
+    (newest / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    with open(broken / "train_log.jsonl", "a") as fh:
+        fh.write('{"step": 4, "loss": 1.2')  # torn
+    r = run_moon(*train_args(train_inputs, broken, *args, "--resume"))
+    assert r.exit_code == 0, r.output
+    assert "step-000003 is damaged" in r.output and "step 2" in r.output
+    a, b = log_of(straight), log_of(broken)
+    assert [x["step"] for x in b] == [x["step"] for x in a]
+    assert b[-1]["loss"] == pytest.approx(a[-1]["loss"], rel=1e-5, abs=1e-6)
+
+
+def test_a_run_that_failed_before_saving_does_not_block_a_plain_rerun(train_inputs, tmp_path):
+    out = tmp_path / "ckpt"
+    out.mkdir()
+    (out / "run.json").write_text("{}")  # all a run that died at start-up leaves
+    r = run_moon(*train_args(train_inputs, out, "--steps", 1))
+    assert r.exit_code == 0, r.output
+    assert (out / "model.safetensors").is_file() and json.loads((out / "run.json").read_text())["train"]["steps"] == 1
+
+
+def test_a_second_trainer_on_the_same_output_is_refused(train_inputs, tmp_path):
+    from moon_cli.io import output_lock
+
+    with output_lock(tmp_path / "ckpt"):
+        r = run_moon(*train_args(train_inputs, tmp_path / "ckpt", "--steps", 1))
+    assert r.exit_code == 1 and "another moon process is writing" in r.output
+    assert not (tmp_path / "ckpt").exists()
+
+
+def test_the_temperature_learns_and_every_pair_trains_unless_held_out(train_inputs, tmp_path):
+    """log(1/τ) with its own rate moves within a few steps (the raw 1/τ at the model's rate never did); with
+    --val-every 0 nothing is held out for validation, and --holdout-split keeps a mine-pairs split out."""
+    n_pairs = pq.read_metadata(train_inputs["pairs"]).num_rows
+    n_test = pq.read_table(train_inputs["pairs"]).column("split").to_pylist().count("test")
+    assert n_test > 0
+    runs = {"learn": ["--temperature-lr", 0.3], "fixed": ["--fixed-temperature"],
+            "holdout": ["--holdout-split", "test", "--fixed-temperature"]}
+    meta, out = {}, {}
+    for name, extra in runs.items():
+        r = run_moon(*train_args(train_inputs, tmp_path / name, "--steps", 3, *extra))
+        assert r.exit_code == 0, r.output
+        meta[name], out[name] = json.loads((tmp_path / name / "meta.json").read_text()), r.output
+    assert meta["fixed"]["temperature"] == pytest.approx(0.05)
+    assert abs(meta["learn"]["temperature"] - 0.05) > 0.005
+    assert f"{n_pairs} train, 0 validation" in out["fixed"]
+    assert f"{n_pairs - n_test} train, 0 validation" in out["holdout"] and f"'held-out split': {n_test}" in out["holdout"]

@@ -1,7 +1,7 @@
 """Training data: (query, positive product) examples, hard negatives, a held-out validation slice, and a
 sampler that mixes query modalities in a fixed ratio and whose position can be saved and restored.
 
-Post-training examples come from `moon mine-pairs` (split = train), optionally with catalogue views (a
+Post-training examples come from `moon mine-pairs` (every split but those held out), optionally with catalogue views (a
 listing's other photos as image queries for it); pre-training examples pair each product photo with the
 product's own text, from the catalogue alone.
 """
@@ -82,7 +82,8 @@ def _split_val(examples: list[Example], fraction: float, max_val: int, seed: int
 
 
 def build_posttrain_data(pairs: pa.Table, catalog: pa.Table, detections: pa.Table | None,
-                         negatives: pa.Table | None, val_fraction: float, max_val: int, seed: int) -> TrainData:
+                         negatives: pa.Table | None, val_fraction: float, max_val: int, seed: int,
+                         holdout_splits: list[str] = ()) -> TrainData:
     crops = crop_lookup(detections)  # catalogue photos and query photos alike
     products = [product_record(row, crops) for row in catalog.to_pylist()]
     item_ids = [p["item_id"] for p in products]
@@ -91,11 +92,11 @@ def build_posttrain_data(pairs: pa.Table, catalog: pa.Table, detections: pa.Tabl
     if negatives is not None:
         for pid, negs in zip(negatives.column("pair_id").to_pylist(), negatives.column("negatives").to_pylist()):
             neg_of[pid] = [row_of[n["item_id"]] for n in (negs or []) if n["item_id"] in row_of]
-    counts = {"pairs": pairs.num_rows, "test split": 0, "item not in catalogue": 0}
+    counts = {"pairs": pairs.num_rows, "held-out split": 0, "item not in catalogue": 0}
     examples = []
     for row in pairs.to_pylist():
-        if row["split"] != "train":
-            counts["test split"] += 1
+        if row["split"] in holdout_splits:
+            counts["held-out split"] += 1
             continue
         if row["item_id"] not in row_of:
             counts["item not in catalogue"] += 1
@@ -104,8 +105,9 @@ def build_posttrain_data(pairs: pa.Table, catalog: pa.Table, detections: pa.Tabl
         key = f"{row['query_text'] or ''}\x1f{row['query_image'] or ''}"
         examples.append(Example(query, row_of[row["item_id"]], row["query_modality"], key, neg_of.get(row["pair_id"], [])))
     if not examples:
-        raise MoonError("no training pairs left: the pairs table has no split=train rows whose item is in the "
-                        f"catalogue ({counts}); check --catalog and the output of `moon mine-pairs`")
+        raise MoonError("no training pairs left: the pairs table has no rows outside the held-out splits "
+                        f"{list(holdout_splits)} whose item is in the catalogue ({counts}); check --catalog, "
+                        f"--holdout-split and the output of `moon mine-pairs`")
     positives_of: dict[str, list[int]] = defaultdict(list)
     for ex in examples:
         positives_of[ex.key].append(ex.item)

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import click
 import torch
 
-from moon_cli.errors import MoonError
+from moon_cli.errors import MoonError, warn
 from moon_cli.train.dist import DistInfo, barrier, init_distributed, shutdown
-from moon_cli.train.trainer import RUN, TrainConfig, Trainer, latest_checkpoint, truncate_log
+from moon_cli.train.trainer import LOG, RUN, TrainConfig, Trainer, resumable_checkpoint, truncate_log
 
 
 @dataclass
@@ -49,25 +49,32 @@ def recipe_defaults(model: str) -> dict:
     return dict(bb.PRESETS.get(name, {}).get("train", {}))
 
 
-def _check_output(req: TrainRequest) -> Path | None:
+def _holds_a_run(out: Path) -> bool:
+    """Whether ``out`` holds a model or a checkpoint. A run that failed before saving anything leaves only
+    run.json (and maybe its log): that blocks nothing, a plain rerun starts it afresh."""
+    if not out.is_dir():
+        return False
+    return any(p for p in out.iterdir() if not p.name.startswith(".") and p.name not in (RUN, LOG, "checkpoints")) \
+        or any((out / "checkpoints").glob("step-*"))
+
+
+def _check_output(req: TrainRequest, info: DistInfo) -> Path | None:
     """Refuse to clobber another run; return the checkpoint to resume from (if any). No side effects."""
     out = req.output
     if out.exists() and not out.is_dir():
         raise MoonError(f"{out}: exists and is not a directory")
-    occupied = out.is_dir() and any(p for p in out.iterdir() if not p.name.startswith("."))
-    if occupied and not (req.resume or req.overwrite):
+    if _holds_a_run(out) and not (req.resume or req.overwrite):
         raise MoonError(f"{out}: holds another run (checkpoints or a model); pass --resume to continue it "
                         f"or --overwrite to start over")
-    return latest_checkpoint(out) if (req.resume and out.is_dir()) else None
+    return resumable_checkpoint(out, say=info.is_main) if (req.resume and out.is_dir()) else None
 
 
 def _create_output(req: TrainRequest, info: DistInfo) -> None:
     out = req.output
-    occupied = out.is_dir() and any(p for p in out.iterdir() if not p.name.startswith("."))
     barrier(info)
     if info.is_main:
-        if occupied and req.overwrite and not req.resume:
-            shutil.rmtree(out)
+        if out.is_dir() and not req.resume and (req.overwrite or not _holds_a_run(out)):
+            shutil.rmtree(out)  # --overwrite, or the leftovers of a run that never saved anything
         out.mkdir(parents=True, exist_ok=True)
     barrier(info)
 
@@ -103,11 +110,13 @@ def _load_data(cfg: TrainConfig, req: TrainRequest):
 
     catalog = read_table(req.catalog, CATALOG).table
     detections = read_table(req.detections, DETECTIONS).table if (req.detections and req.use_crops) else None
+    val_fraction = cfg.val_fraction if cfg.val_every > 0 else 0.0  # nothing validates: every pair trains
     if cfg.objective == "pretrain":
-        return build_pretrain_data(catalog, detections, cfg.val_fraction, cfg.max_val, cfg.seed)
+        return build_pretrain_data(catalog, detections, val_fraction, cfg.max_val, cfg.seed)
     pairs = read_table(req.pairs, PAIRS).table
     negatives = read_table(req.negatives, NEGATIVES).table if (req.negatives and cfg.use_hard_negatives) else None
-    return build_posttrain_data(pairs, catalog, detections, negatives, cfg.val_fraction, cfg.max_val, cfg.seed)
+    return build_posttrain_data(pairs, catalog, detections, negatives, val_fraction, cfg.max_val, cfg.seed,
+                                holdout_splits=cfg.holdout_splits)
 
 
 def _build_model(cfg: TrainConfig, req: TrainRequest, device: torch.device, resume_from: Path | None):
@@ -152,47 +161,55 @@ def _build_model(cfg: TrainConfig, req: TrainRequest, device: torch.device, resu
 
 
 def run_training(cfg: TrainConfig, req: TrainRequest) -> dict:
+    from moon_cli.io import output_lock
+
     device_kind = "cuda" if torch.cuda.is_available() else "cpu"
     info = init_distributed(device_kind)
     try:
-        device = torch.device(f"cuda:{info.local_rank}" if device_kind == "cuda" else "cpu")
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        if req.bf16_auto:
-            cfg.bf16 = device.type == "cuda"
-        # bad inputs or a bad model fail before the output directory is created or touched
-        data = _load_data(cfg, req)
-        resume_from = _check_output(req)
-        record = {"train": asdict(cfg), "model": req.model, "inputs": _inputs(req)}
-        if req.resume:
-            _check_same_run(req.output, record)
-        model = _build_model(cfg, req, device, resume_from)
-        if cfg.catalog_views:  # which photos are "other" views depends on how many the model reads per product
-            view_size = model.config.input.max_images
-            if data.add_catalog_views(view_size) == 0 and info.is_main:
-                click.echo(f"moon train: warning: --catalog-views found no listing with more than {view_size} "
-                           f"photo(s) (the model reads the first {view_size}); training on the pairs alone", err=True)
-        _create_output(req, info)
-        if not req.resume and info.is_main:
-            (req.output / RUN).write_text(json.dumps(record, indent=2) + "\n")
-        trainer = Trainer(cfg, model, data, req.output, info, record["inputs"], quiet=req.quiet)
-        if resume_from is not None:
-            trainer.load_state(resume_from)
-            if info.is_main:
-                truncate_log(req.output, trainer.step)
-                click.echo(f"moon train: resuming from {resume_from} (step {trainer.step})", err=True)
-        elif req.resume and info.is_main:
-            click.echo(f"moon train: no checkpoint in {req.output} yet; starting from step 0", err=True)
-        if info.is_main and not req.quiet:
-            click.echo(f"moon train: {len(data.examples)} training examples ({_modality_counts(data)}), "
-                       f"{len(data.val)} held out, {model.num_parameters(trainable=True):,} trainable parameters, "
-                       f"{info.world_size} process(es) on {device.type}", err=True)
-        result = trainer.train(stop_at_step=req.stop_at_step)
-        if not info.is_main:
-            return {}
-        return _summary(cfg, data, trainer, result)
+        # one run per output directory: a second `moon train -o SAME` is refused at once (the main process holds it)
+        with output_lock(req.output) if info.is_main else contextlib.nullcontext():
+            return _run(cfg, req, info, device_kind)
     finally:
         shutdown(info)
+
+
+def _run(cfg: TrainConfig, req: TrainRequest, info: DistInfo, device_kind: str) -> dict:
+    device = torch.device(f"cuda:{info.local_rank}" if device_kind == "cuda" else "cpu")
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if req.bf16_auto:
+        cfg.bf16 = device.type == "cuda"
+    # bad inputs or a bad model fail before the output directory is created or touched
+    data = _load_data(cfg, req)
+    resume_from = _check_output(req, info)
+    record = {"train": asdict(cfg), "model": req.model, "inputs": _inputs(req)}
+    if req.resume:
+        _check_same_run(req.output, record)
+    model = _build_model(cfg, req, device, resume_from)
+    if cfg.catalog_views:  # which photos are "other" views depends on how many the model reads per product
+        view_size = model.config.input.max_images
+        if data.add_catalog_views(view_size) == 0 and info.is_main:
+            warn(f"moon train: warning: --catalog-views found no listing with more than {view_size} "
+                       f"photo(s) (the model reads the first {view_size}); training on the pairs alone")
+    _create_output(req, info)
+    if not req.resume and info.is_main:
+        (req.output / RUN).write_text(json.dumps(record, indent=2) + "\n")
+    trainer = Trainer(cfg, model, data, req.output, info, record["inputs"], quiet=req.quiet)
+    if resume_from is not None:
+        trainer.load_state(resume_from)
+        if info.is_main:
+            truncate_log(req.output, trainer.step)
+            warn(f"moon train: resuming from {resume_from} (step {trainer.step})")
+    elif req.resume and info.is_main:
+        warn(f"moon train: no checkpoint in {req.output} yet; starting from step 0")
+    if info.is_main and not req.quiet:
+        warn(f"moon train: {len(data.examples)} training examples ({_modality_counts(data)}), "
+                   f"{len(data.val)} held out, {model.num_parameters(trainable=True):,} trainable parameters, "
+                   f"{info.world_size} process(es) on {device.type}")
+    result = trainer.train(stop_at_step=req.stop_at_step)
+    if not info.is_main:
+        return {}
+    return _summary(cfg, data, trainer, result)
 
 
 def _modality_counts(data) -> str:

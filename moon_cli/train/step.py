@@ -48,9 +48,10 @@ class StepResult:
 
 
 class ContrastiveStep:
-    def __init__(self, model: MoonModel, logit_scale: torch.Tensor, opts: StepOptions, info: DistInfo,
+    def __init__(self, model: MoonModel, log_scale: torch.Tensor, opts: StepOptions, info: DistInfo,
                  queue: EmbeddingQueue | None):
-        self.model, self.logit_scale, self.opts, self.info, self.queue = model, logit_scale, opts, info, queue
+        """``log_scale``: log(1/τ), a scalar (learnable or fixed)."""
+        self.model, self.log_scale, self.opts, self.info, self.queue = model, log_scale, opts, info, queue
 
     # ------------------------------------------------------------------------------------------ embedding
     def _autocast(self):
@@ -131,7 +132,7 @@ class ContrastiveStep:
             cand_ids = torch.cat([cand_ids, qi])
             queued = len(qi)
         mask = false_negative_mask(cand_ids, pos_ids, targets)  # (R·B, total)
-        loss = matryoshka_info_nce(Q, C, targets, mask, self.logit_scale, self.opts.matryoshka_dims)
+        loss = matryoshka_info_nce(Q, C, targets, mask, self.log_scale.exp(), self.opts.matryoshka_dims)
         pool = int((cand_ids != NO_ITEM).sum())
         gathered = int((product_ids != NO_ITEM).sum()) - int((batch.product_ids != NO_ITEM).sum())
         return loss, pool, gathered, queued, products, product_ids

@@ -20,11 +20,10 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import click
 import torch
 from tqdm import tqdm
 
-from moon_cli.errors import MoonError
+from moon_cli.errors import MoonError, warn
 from moon_cli.model.moon import MoonModel
 from moon_cli.train.data import BatchBuilder, MixSampler, TrainData
 from moon_cli.train.dist import (DistInfo, any_rank, barrier, gather_objects, sum_gradients)
@@ -45,8 +44,9 @@ class TrainConfig:
     lr: float = 2e-4
     weight_decay: float = 0.01
     warmup: float = 0.05  # share of steps with linear warm-up
-    temperature: float = 0.05
+    temperature: float = 0.05  # initial τ
     learn_temperature: bool = True
+    temperature_lr: float = 1e-2  # own rate for log(1/τ): at the model's rate a raw 1/τ never moved in a run
     hard_negatives: int = 1  # hard negatives per query drawn from --negatives each step
     use_hard_negatives: bool = True
     catalog_views: bool = False  # also train on listings' other photos as image queries (posttrain)
@@ -58,7 +58,8 @@ class TrainConfig:
     chunk_size: int = 8
     modality_mix: dict[str, float] = field(default_factory=lambda: {"image": 12, "text": 3, "multimodal": 2})
     val_every: int = 50
-    val_fraction: float = 0.1
+    val_fraction: float = 0.1  # held out only when val_every > 0: otherwise every pair trains
+    holdout_splits: list[str] = field(default_factory=list)  # mine-pairs splits kept out of training (e.g. test)
     max_val: int = 500
     val_gallery: int = 1000
     checkpoint_every: int = 50
@@ -79,14 +80,15 @@ class Trainer:
         self.cfg, self.model, self.data, self.out, self.info, self.quiet = cfg, model, data, out_dir, info, quiet
         self.inputs = inputs
         device = model.device
-        self.logit_scale = torch.nn.Parameter(torch.tensor(1.0 / cfg.temperature, device=device),
-                                              requires_grad=cfg.learn_temperature)
+        # log-parametrised 1/τ (as CLIP): multiplicative steps, so a rate that suits it moves τ within a run
+        self.log_scale = torch.nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature), device=device),
+                                            requires_grad=cfg.learn_temperature)
         self.params = [p for p in model.parameters() if p.requires_grad]
         decay = [p for p in self.params if p.ndim >= 2]
         no_decay = [p for p in self.params if p.ndim < 2]
         groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
         if cfg.learn_temperature:
-            groups.append({"params": [self.logit_scale], "weight_decay": 0.0})
+            groups.append({"params": [self.log_scale], "weight_decay": 0.0, "lr": cfg.temperature_lr})
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
         warm = max(1, int(cfg.steps * cfg.warmup))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: _lr_factor(s, warm, cfg.steps))
@@ -101,7 +103,7 @@ class Trainer:
                            balance_weight=(model.config.moe.balance_weight / (info.world_size if cfg.use_gather else 1)
                                            if model.config.moe.enabled else 0.0),
                            grad_cache=cfg.grad_cache, chunk_size=cfg.chunk_size, bf16=cfg.bf16)
-        self.step_fn = ContrastiveStep(model, self.logit_scale, opts, info, self.queue)
+        self.step_fn = ContrastiveStep(model, self.log_scale, opts, info, self.queue)
         self.gallery = gallery_rows(data, cfg.val_gallery, cfg.seed)
         self.step = 0
         self.nan_streak = 0
@@ -115,7 +117,7 @@ class Trainer:
                                    "failed": sorted(self.builder.failed), "skipped": dict(self.builder.skipped)},
                                   self.info)
         return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-                "logit_scale": self.logit_scale.detach().cpu(), "queue": self.queue.state_dict() if self.queue else None,
+                "log_logit_scale": self.log_scale.detach().cpu(), "queue": self.queue.state_dict() if self.queue else None,
                 "ranks": per_rank, "nan_streak": self.nan_streak, "nan_skipped": self.nan_skipped,
                 "first_val": self.first_val, "last_val": self.last_val}
 
@@ -127,8 +129,9 @@ class Trainer:
         self.step = int(state["step"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
-        with torch.no_grad():
-            self.logit_scale.copy_(state["logit_scale"])
+        with torch.no_grad():  # checkpoints from before the log parametrisation hold the raw 1/τ
+            self.log_scale.copy_(state["log_logit_scale"] if "log_logit_scale" in state
+                                 else torch.log(state["logit_scale"]))
         if self.queue is not None and state["queue"] is not None:
             self.queue.load_state_dict(state["queue"])
         mine = state["ranks"][self.info.rank]
@@ -156,7 +159,7 @@ class Trainer:
 
     def _meta(self) -> dict:
         return {"stage": "train", "objective": self.cfg.objective, "step": self.step,
-                "temperature": 1.0 / self.logit_scale.item(), "val": self.last_val, "inputs": self.inputs,
+                "temperature": self.temperature, "val": self.last_val, "inputs": self.inputs,
                 "train_config": asdict(self.cfg)}
 
     def save_final(self) -> None:
@@ -169,6 +172,10 @@ class Trainer:
         for f in files:
             os.replace(f, self.out / f.name)
         tmp.rmdir()
+
+    @property
+    def temperature(self) -> float:
+        return math.exp(-self.log_scale.item())
 
     # ------------------------------------------------------------------------------------------ logging
     def _log(self, record: dict) -> None:
@@ -208,7 +215,7 @@ class Trainer:
             if cfg.use_gather and self.info.enabled:
                 sum_gradients(self.params, self.info, average=False)  # the temperature's grad is already global
             else:
-                sum_gradients(self.params + [self.logit_scale], self.info, average=True)
+                sum_gradients(self.params + [self.log_scale], self.info, average=True)
             bad = any_rank(not bool(torch.isfinite(res.loss)), self.info)
             self.step += 1
             if bad:
@@ -216,18 +223,18 @@ class Trainer:
                 bar.update(1)
                 continue
             self.nan_streak = 0
-            torch.nn.utils.clip_grad_norm_(self.params + [self.logit_scale], cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)  # the temperature has its own rate
             self.optimizer.step()
             self.scheduler.step()
             with torch.no_grad():
-                self.logit_scale.clamp_(1.0, 100.0)
+                self.log_scale.clamp_(0.0, math.log(100.0))  # 0.01 ≤ τ ≤ 1
             if self.queue is not None:
                 self.queue.push(res.products, res.product_ids)
             samples += cfg.batch_size * self.info.world_size
             dt = time.perf_counter() - t0
             record = {"step": self.step, "loss": float(res.loss), "contrastive": float(res.contrastive),
                       "balance": float(res.balance), "lr": self.scheduler.get_last_lr()[0],
-                      "temperature": 1.0 / self.logit_scale.item(), "pool": res.pool, "gathered": res.gathered,
+                      "temperature": self.temperature, "pool": res.pool, "gathered": res.gathered,
                       "queue": res.queued, "samples_per_s": cfg.batch_size * self.info.world_size / dt,
                       "modalities": {m: batch.modalities.count(m) for m in sorted(set(batch.modalities))}}
             self._log(record)
@@ -249,7 +256,7 @@ class Trainer:
         self.nan_streak += 1
         self.nan_skipped += 1
         if self.info.is_main:
-            click.echo(f"warning: step {self.step}: the loss is not finite; the step is skipped", err=True)
+            warn(f"warning: step {self.step}: the loss is not finite; the step is skipped")
         self._log({"step": self.step, "skipped": "non-finite loss"})
         if self.nan_streak >= self.cfg.max_nan_steps:
             raise MoonError(f"the loss was NaN/inf for {self.nan_streak} steps in a row (up to step {self.step}); "
@@ -264,15 +271,48 @@ def _lr_factor(step: int, warm: int, total: int) -> float:
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def latest_checkpoint(out_dir: Path) -> Path | None:
+def checkpoint_damage(ckpt: Path) -> str | None:
+    """Why ``ckpt`` cannot be resumed from (a damaged file), or None when it reads back whole."""
+    from safetensors import safe_open
+
+    from moon_cli.model.config import MoonConfig
+
+    try:
+        MoonConfig.load(ckpt / "config.json")
+        with safe_open(str(ckpt / "model.safetensors"), framework="pt") as weights:
+            for key in weights.keys():
+                weights.get_slice(key)  # the header's offsets must lie inside the file
+        torch.load(ckpt / STATE, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any failure to read back means: do not resume from it
+        return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+    return None
+
+
+def resumable_checkpoint(out_dir: Path, say: bool = True) -> Path | None:
+    """The newest checkpoint that reads back whole; a damaged newer one (a kill while the disk was
+    failing, a truncated copy) is skipped with a warning, and training resumes from the one before."""
     ckpts = sorted(p for p in (out_dir / "checkpoints").glob("step-*") if (p / STATE).is_file())
-    return ckpts[-1] if ckpts else None
+    for ckpt in reversed(ckpts):
+        damage = checkpoint_damage(ckpt)
+        if damage is None:
+            return ckpt
+        if say:
+            warn(f"moon train: warning: {ckpt} is damaged ({damage}); resuming from the checkpoint before it")
+    return None
 
 
 def truncate_log(out_dir: Path, step: int) -> None:
-    """Drop log lines written after ``step`` (an interrupted run's tail, about to be redone)."""
+    """Drop log lines written after ``step`` (an interrupted run's tail, about to be redone) and a torn line
+    that a kill left half-written."""
     log = out_dir / LOG
     if not log.is_file():
         return
-    keep = [ln for ln in log.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= step]
+    keep = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and record.get("step", step + 1) <= step:
+            keep.append(line)
     log.write_text("".join(ln + "\n" for ln in keep))

@@ -106,10 +106,13 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
     if objective == "pretrain" and catalog_views:
         raise MoonError("moon train: --catalog-views is a post-training option; --objective pretrain already "
                         "trains on every catalogue photo")
-    from moon_cli.train.run import TrainRequest, recipe_defaults, run_training
-    from moon_cli.train.trainer import TrainConfig
+    from moon_cli.contracts import CATALOG, DETECTIONS, NEGATIVES, PAIRS
+    from moon_cli.io import read_json_report, read_table
+    from moon_cli.model.resolve import resolve
+    from moon_cli.train.run import TrainRequest, TrainTables, run_training
+    from moon_cli.train.trainer import TrainConfig, recipe_for
 
-    recipe = recipe_defaults(model_name)
+    recipe = recipe_for(resolve(model_name))
     lr = recipe.get("lr", TrainConfig.lr) if lr is None else lr
     queue_size = recipe.get("queue_size", TrainConfig.queue_size) if queue_size is None else queue_size
 
@@ -123,11 +126,18 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
                       val_every=val_every, val_fraction=val_fraction, holdout_splits=list(holdout_splits),
                       checkpoint_every=checkpoint_every,
                       bf16=bool(bf16), gradient_checkpointing=gradient_checkpointing, seed=seed)
-    overrides = json.loads(config_file.read_text()) if config_file else {}
-    request = TrainRequest(pairs=pairs, catalog=catalog, output=output, negatives=negatives, detections=detections,
-                           use_crops=not no_crops, use_moe=not no_moe, arch=arch, model=model_name, config_overrides=overrides,
-                           bf16_auto=bf16 is None, resume=resume, overwrite=overwrite, quiet=quiet,
-                           stop_at_step=stop_at_step)
+    overrides = read_json_report(config_file, (), "you (a JSON object of model-config overrides)") if config_file else {}
+    posttrain = objective == "posttrain"
+    tables = TrainTables(
+        catalog=read_table(catalog, CATALOG).table,
+        pairs=read_table(pairs, PAIRS).table if posttrain else None,
+        detections=read_table(detections, DETECTIONS).table if (detections and not no_crops) else None,
+        negatives=read_table(negatives, NEGATIVES).table if (posttrain and cfg.use_hard_negatives) else None,
+    )
+    sources = {"pairs": pairs, "catalog": catalog, "negatives": negatives, "detections": detections}
+    request = TrainRequest(tables=tables, sources=sources, output=output, use_crops=not no_crops, use_moe=not no_moe,
+                           arch=arch, model=model_name, config_overrides=overrides, bf16_auto=bf16 is None,
+                           resume=resume, overwrite=overwrite, quiet=quiet, stop_at_step=stop_at_step)
     summary = run_training(cfg, request)
     if summary:
         echo_summary(f"moon train: wrote {output}", summary)

@@ -303,3 +303,18 @@ def test_a_damaged_checkpoint_is_a_one_line_error_naming_the_file(model, tmp_pat
     assert r.exit_code == 1 and r.output.startswith("Error: ") and named in r.output, r.output
     assert "internal error" not in r.output and len(r.output.strip().splitlines()) == 1
     assert not (tmp_path / "e.parquet").exists()
+
+
+def test_resolve_decides_what_a_model_name_means_once(tmp_path, model):
+    from moon_cli.model.resolve import model_id, resolve
+
+    assert resolve("minilm").kind == "baseline" and resolve("tiny").kind == "preset"
+    model.save_pretrained(tmp_path / "ckpt")
+    ref = resolve(tmp_path / "ckpt")
+    assert ref.kind == "checkpoint" and ref.preset == "tiny" and model_id(ref).startswith("checkpoint:")
+    assert resolve("Qwen/Qwen2.5-VL-3B-Instruct").kind == "hub"
+    for bad in (tmp_path / "missing", "nope"):
+        with pytest.raises(MoonError, match="does not exist"):
+            resolve(bad)
+    with pytest.raises(MoonError, match="baseline"):
+        MoonModel.from_pretrained("minilm")

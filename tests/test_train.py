@@ -261,12 +261,13 @@ def test_torchrun_two_processes_gather_each_others_products(train_inputs, tmp_pa
 
 def test_recipe_defaults_follow_the_backbone_through_checkpoints(tmp_path):
     from moon_cli.model.config import MoonConfig
-    from moon_cli.train.run import recipe_defaults
+    from moon_cli.train.trainer import recipe_for as recipe_defaults
 
     tiny = recipe_defaults("tiny")
     assert tiny["queue_size"] == 0 and tiny["lr"] > 2e-4  # random init: no stale queue, a faster rate
     ckpt = tmp_path / "pretrained-from-tiny"
     ckpt.mkdir()
+    (ckpt / "model.safetensors").write_bytes(b"")  # what makes a directory a checkpoint (resolve.py)
     MoonConfig.for_backbone("tiny").save(ckpt / "config.json")
     assert recipe_defaults(str(ckpt)) == tiny  # continuing a tiny run keeps its recipe
     hub = MoonConfig()

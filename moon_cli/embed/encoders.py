@@ -49,29 +49,12 @@ class MoonEncoder(Encoder):
         return Encoded(vectors, ok, errors)
 
 
-def moon_model_id(name: str) -> str:
-    from pathlib import Path
-
-    from moon_cli.io import fingerprint
-    from moon_cli.model import backbone as bb
-
-    if name in bb.PRESETS:
-        return f"preset:{name}:seed0"
-    weights = Path(name) / "model.safetensors"
-    if weights.is_file():
-        return f"checkpoint:{fingerprint(weights)}"
-    return f"hub:{name}"
-
-
-BASELINES = {
-    "minilm": "moon_cli.embed.baselines:MiniLMEncoder",
-    "efficientnet-lite0": "moon_cli.embed.baselines:EfficientNetEncoder",
-}
-
-
 def load_encoder(name: str, device: str | None = None) -> Encoder:
     """An encoder for MODEL: a baseline name, a preset, a checkpoint directory or a hub id / local path."""
-    if name in BASELINES:
+    from moon_cli.model.resolve import BASELINES, model_id, resolve
+
+    ref = resolve(name)
+    if ref.kind == "baseline":
         import importlib
 
         module, attr = BASELINES[name].split(":")
@@ -82,4 +65,4 @@ def load_encoder(name: str, device: str | None = None) -> Encoder:
     if device:
         model = model.to(device)
     model.merge_lora()  # same embeddings, faster inference
-    return MoonEncoder(name, model.eval(), moon_model_id(name))
+    return MoonEncoder(name, model.eval(), model_id(ref))

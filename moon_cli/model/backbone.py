@@ -24,7 +24,9 @@ def _classes(family: str):
     }[family]
 
 
-# Random-init presets of the real architecture. "tiny": trains on 2 CPU cores in minutes (≈5 M params).
+# Random-init presets of the real architecture — the model's shape and how it reads and pools its input; the
+# training recipe that suits each lives beside TrainConfig (train/trainer.py, RECIPES).
+# "tiny": trains on 2 CPU cores in minutes (≈5 M params).
 # "qwen2.5-vl-3b-shape": Qwen2.5-VL-3B's dimensions with random weights, for throughput benchmarks.
 PRESETS = {
     "tiny": dict(
@@ -45,10 +47,6 @@ PRESETS = {
         # balanced pooling: on the reproduce world (seed 0) multimodal 0.015 → 0.135, product→product
         # 0.78 → 0.985, attributes 0.31 → 0.585 against the plain mean (README "What made the tiny model learn")
         pooling=dict(mode="balanced"),
-        # `moon train` defaults for a random-init model. Measured on the demo world: a 1e-3 rate learns in
-        # minutes where 2e-4 barely moves; the queue of earlier steps' embeddings makes the loss climb back
-        # to chance (the fast-moving model leaves them stale), so it is opt-in here.
-        train=dict(lr=1e-3, queue_size=0),
     ),
     "qwen2.5-vl-3b-shape": dict(
         text=dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,

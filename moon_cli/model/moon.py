@@ -21,8 +21,8 @@ from moon_cli.model.lora import apply_lora, merge_lora
 from moon_cli.model.moe import GuidedMoE, RoutingContext, install_guided_moe, load_balancing_loss
 from moon_cli.model.pooling import check_mode, pool
 from moon_cli.model.processor import Batch, MoonProcessor, Sequence
+from moon_cli.model.resolve import WEIGHTS
 
-WEIGHTS = "model.safetensors"
 BACKBONE_CONFIG = "backbone_config.json"
 META = "meta.json"
 ARCHS = ("moon", "dual")  # dual: the CLIP-style two-tower baseline (model/dual.py)
@@ -118,25 +118,24 @@ class MoonModel(nn.Module):
 
     @classmethod
     def from_pretrained(cls, source: str | Path, config_overrides: dict | None = None) -> "MoonModel":
-        """Load a MOON checkpoint directory, a preset name, or a Qwen2-VL-family hub id / local path."""
-        source = str(source)
-        if source in bb.PRESETS:
-            config = MoonConfig.for_backbone(source).updated(config_overrides or {})
-            return cls.from_preset(source, config)
-        ckpt = Path(source)
-        if (ckpt / "config.json").is_file() and (ckpt / WEIGHTS).is_file() and _is_moon_config(ckpt / "config.json") is not False:
-            return cls._load_checkpoint(ckpt)
-        if ckpt.exists() and not (ckpt / "config.json").is_file():
-            raise MoonError(f"model '{source}' is neither a MOON checkpoint directory (config.json + {WEIGHTS}) "
-                            f"nor a Hugging Face model directory")
-        if not ckpt.exists() and ("/" not in source or source.startswith((".", "/"))):
-            raise MoonError(f"model '{source}' does not exist: give a checkpoint directory, the preset "
-                            f"{'/'.join(bb.PRESETS)}, or a Qwen2-VL-family hub id such as {bb.PAPER_BACKBONE}")
+        """Load a MOON checkpoint directory, a preset name, or a Qwen2-VL-family hub id / local path
+        (what a name means is decided by ``moon_cli.model.resolve``)."""
+        from moon_cli.model.resolve import resolve
+
+        ref = resolve(source)
+        if ref.kind == "baseline":
+            raise MoonError(f"model '{source}' is a pretrained reference baseline, not a MOON model; it embeds "
+                            f"(`moon embed`, `moon evaluate`) but cannot be loaded or trained as MOON")
+        if ref.kind == "preset":
+            config = MoonConfig.for_backbone(ref.name).updated(config_overrides or {})
+            return cls.from_preset(ref.name, config)
+        if ref.kind == "checkpoint":
+            return cls._load_checkpoint(ref.path)
         config = MoonConfig()
         config.lora.enabled = True
         if config_overrides:
             config = config.updated(config_overrides)
-        return cls.from_backbone(source, config)
+        return cls.from_backbone(ref.name, config)
 
     @classmethod
     def _load_checkpoint(cls, ckpt: Path) -> "MoonModel":
@@ -269,11 +268,3 @@ def _first_line(exc: Exception, containing: str | None = None) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()] or [type(exc).__name__]
     pick = next((ln for ln in lines if containing and containing in ln), lines[0])
     return pick[:200]
-
-
-def _is_moon_config(path: Path) -> bool | None:
-    """True / False, or None when the file cannot be read (beside MOON weights: a damaged MOON config)."""
-    try:
-        return "backbone" in json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None

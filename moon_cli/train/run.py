@@ -8,6 +8,7 @@ import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
 import torch
 
 from moon_cli.errors import MoonError, warn
@@ -16,12 +17,19 @@ from moon_cli.train.trainer import LOG, RUN, TrainConfig, Trainer, resumable_che
 
 
 @dataclass
+class TrainTables:
+    """The tables a run trains on, read (and checked against their contracts) by the stage."""
+    catalog: pa.Table
+    pairs: pa.Table | None = None  # post-training only
+    detections: pa.Table | None = None  # crops; None without --detections or with --no-crops
+    negatives: pa.Table | None = None  # hard negatives; None without --negatives or with --no-hard-negatives
+
+
+@dataclass
 class TrainRequest:
-    pairs: str | None
-    catalog: str
+    tables: TrainTables
+    sources: dict[str, str]  # table name → the path it was read from (fingerprinted into run.json)
     output: Path
-    negatives: str | None = None
-    detections: str | None = None
     use_crops: bool = True
     use_moe: bool = True
     arch: str = "moon"
@@ -32,21 +40,6 @@ class TrainRequest:
     overwrite: bool = False
     quiet: bool = False
     stop_at_step: int | None = None
-
-
-def recipe_defaults(model: str) -> dict:
-    """Training defaults that depend on the model: a random-init preset's own (``backbone.PRESETS``), for the
-    preset itself or a checkpoint trained from it; nothing for a pretrained backbone."""
-    from moon_cli.model import backbone as bb
-
-    name = model
-    config = Path(model) / "config.json"
-    if model not in bb.PRESETS and config.is_file():
-        try:
-            name = json.loads(config.read_text()).get("backbone", {}).get("name", model)
-        except (OSError, json.JSONDecodeError, AttributeError):
-            pass  # not a MOON checkpoint: loading the model reports it properly
-    return dict(bb.PRESETS.get(name, {}).get("train", {}))
 
 
 def _holds_a_run(out: Path) -> bool:
@@ -82,8 +75,7 @@ def _create_output(req: TrainRequest, info: DistInfo) -> None:
 def _inputs(req: TrainRequest) -> dict:
     from moon_cli.io import fingerprint
 
-    named = {"pairs": req.pairs, "catalog": req.catalog, "negatives": req.negatives, "detections": req.detections}
-    return {k: {"path": str(v), "fingerprint": fingerprint(v)} for k, v in named.items() if v}
+    return {k: {"path": str(v), "fingerprint": fingerprint(v)} for k, v in req.sources.items() if v}
 
 
 def _check_same_run(out: Path, record: dict) -> None:
@@ -103,26 +95,21 @@ def _check_same_run(out: Path, record: dict) -> None:
                         f"use the same options, or --overwrite to start over")
 
 
-def _load_data(cfg: TrainConfig, req: TrainRequest):
-    from moon_cli.contracts import CATALOG, DETECTIONS, NEGATIVES, PAIRS
-    from moon_cli.io import read_table
+def _build_data(cfg: TrainConfig, req: TrainRequest):
     from moon_cli.train.data import build_posttrain_data, build_pretrain_data
 
-    catalog = read_table(req.catalog, CATALOG).table
-    detections = read_table(req.detections, DETECTIONS).table if (req.detections and req.use_crops) else None
+    t = req.tables
     val_fraction = cfg.val_fraction if cfg.val_every > 0 else 0.0  # nothing validates: every pair trains
     if cfg.objective == "pretrain":
-        return build_pretrain_data(catalog, detections, val_fraction, cfg.max_val, cfg.seed)
-    pairs = read_table(req.pairs, PAIRS).table
-    negatives = read_table(req.negatives, NEGATIVES).table if (req.negatives and cfg.use_hard_negatives) else None
-    return build_posttrain_data(pairs, catalog, detections, negatives, val_fraction, cfg.max_val, cfg.seed,
+        return build_pretrain_data(t.catalog, t.detections, val_fraction, cfg.max_val, cfg.seed)
+    return build_posttrain_data(t.pairs, t.catalog, t.detections, t.negatives, val_fraction, cfg.max_val, cfg.seed,
                                 holdout_splits=cfg.holdout_splits)
 
 
 def _build_model(cfg: TrainConfig, req: TrainRequest, device: torch.device, resume_from: Path | None):
-    from moon_cli.model import backbone as bb
     from moon_cli.model.config import MoonConfig
     from moon_cli.model.moon import MoonModel
+    from moon_cli.model.resolve import resolve
 
     if resume_from is not None:
         return MoonModel.from_pretrained(resume_from).to(device)
@@ -139,14 +126,14 @@ def _build_model(cfg: TrainConfig, req: TrainRequest, device: torch.device, resu
         overrides.setdefault("pooling", {})["matryoshka_dims"] = cfg.matryoshka_dims
     if cfg.gradient_checkpointing:
         overrides.setdefault("backbone", {})["gradient_checkpointing"] = True
-    if req.model in bb.PRESETS:  # nothing pretrained to preserve: the random vision tower must learn too
+    ref = resolve(req.model)
+    if ref.kind == "preset":  # nothing pretrained to preserve: the random vision tower must learn too
         overrides.setdefault("backbone", {}).setdefault("freeze_vision", False)
     torch.manual_seed(cfg.seed)  # LoRA / expert init identical on every rank
-    is_new = req.model in bb.PRESETS or not (Path(req.model) / "model.safetensors").is_file()
-    if is_new:
-        config = MoonConfig.for_backbone(req.model).updated(overrides)
-        model = (MoonModel.from_preset(req.model, config, seed=cfg.seed) if req.model in bb.PRESETS
-                 else MoonModel.from_pretrained(req.model, overrides))
+    if ref.kind == "preset":
+        model = MoonModel.from_preset(ref.name, MoonConfig.for_backbone(ref.name).updated(overrides), seed=cfg.seed)
+    elif ref.kind == "hub":
+        model = MoonModel.from_pretrained(ref.name, overrides)
     else:
         model = MoonModel.from_pretrained(req.model)  # continue from a checkpoint (e.g. a pretrain run)
         if not req.use_moe and model.config.moe.enabled:
@@ -180,7 +167,7 @@ def _run(cfg: TrainConfig, req: TrainRequest, info: DistInfo, device_kind: str) 
     if req.bf16_auto:
         cfg.bf16 = device.type == "cuda"
     # bad inputs or a bad model fail before the output directory is created or touched
-    data = _load_data(cfg, req)
+    data = _build_data(cfg, req)
     resume_from = _check_output(req, info)
     record = {"train": asdict(cfg), "model": req.model, "inputs": _inputs(req)}
     if req.resume:

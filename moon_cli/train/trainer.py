@@ -74,6 +74,23 @@ class TrainConfig:
         return asdict(self)
 
 
+# `moon train` defaults that suit a random-init preset (and a checkpoint trained from one); a pretrained
+# backbone keeps TrainConfig's. Measured on the demo world: a 1e-3 rate learns in minutes where 2e-4 barely
+# moves; the queue of earlier steps' embeddings makes the loss climb back to chance (the fast-moving model
+# leaves them stale), so it is opt-in there.
+RECIPES: dict[str, dict] = {
+    "tiny": {"lr": 1e-3, "queue_size": 0},
+}
+
+
+def recipe_for(model) -> dict:
+    """The training defaults for MODEL (a name or a resolved ``ModelRef``): its preset's recipe, if any."""
+    from moon_cli.model.resolve import ModelRef, resolve
+
+    ref = model if isinstance(model, ModelRef) else resolve(model)
+    return dict(RECIPES.get(ref.preset, {})) if ref.preset else {}
+
+
 class Trainer:
     def __init__(self, cfg: TrainConfig, model: MoonModel, data: TrainData, out_dir: Path, info: DistInfo,
                  inputs: dict, quiet: bool = False):

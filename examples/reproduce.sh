@@ -130,7 +130,7 @@ done
 moon ctr "$w/behavior.parquet" --catalog "$w/catalog.parquet" "${emb[@]}" -o "$run/ctr" --seq-lens "$seq_lens" \
   --seeds "$ctr_seeds" --overwrite --quiet >/dev/null
 log "exchange rate of each bench metric across ${#versions[@]} versions"
-moon exchange-rate "${versions[@]}" --ctr "$run/ctr" -o "$run/exchange.json" >/dev/null
+moon exchange-rate "${versions[@]}" --ctr "$run/ctr" -o "$run/exchange.json" --overwrite >/dev/null
 
 # ---------------------------------------------------------------- 6. results.md
 notes=()

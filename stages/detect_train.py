@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, output_option, overwrite_option, seed_option
+from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option, seed_option
 
 
 @click.command("detect-train")
@@ -16,10 +16,13 @@ from moon_cli.options import echo_summary, output_option, overwrite_option, seed
               help="ultralytics model yaml to build from (random init; no weights are downloaded).")
 @click.option("--max-images", type=click.IntRange(min=0), default=1000, show_default=True,
               help="Train on at most this many boxed images (0 = all).")
-@click.option("--batch", "batch_size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--batch", "batch_legacy", type=click.IntRange(min=1), default=None, hidden=True)  # the old spelling
 @seed_option("Training seed")
 @overwrite_option
-def detect_train(boxes, output: Path, epochs, imgsz, model_yaml, max_images, batch_size, seed, overwrite):
+@quiet_option
+def detect_train(boxes, output: Path, epochs, imgsz, model_yaml, max_images, batch_size, batch_legacy, seed, overwrite,
+                 quiet):
     """Train a one-class core-product detector from BOXES (image_path, bbox), e.g. a world's boxes.parquet.
 
     Builds the model from an ultralytics yaml (random init), trains on CPU fully offline, validates
@@ -29,6 +32,8 @@ def detect_train(boxes, output: Path, epochs, imgsz, model_yaml, max_images, bat
     """
     from moon_cli.contracts import BOXES
     from moon_cli.detect.train import train_detector
+
+    batch_size = batch_legacy or batch_size
     from moon_cli.io import atomic_dir, read_table
 
     rows = read_table(boxes, BOXES).table.to_pylist()

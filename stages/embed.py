@@ -29,7 +29,8 @@ def _shard(text):
 @click.option("--dim", type=click.IntRange(min=1), default=None, help="Keep the first D dimensions (Matryoshka) and renormalise.")
 @click.option("--shard", "shard", default=None, help="I/N: embed only this process's part (outputs concatenate).")
 @click.option("--resume", is_flag=True, help="Skip ids already written (by a finished or an interrupted run).")
-@click.option("--device", default=None, help="torch device (default: cuda:LOCAL_RANK if a GPU is visible, else cpu).")
+@click.option("--device", default=None, envvar="MOON_DEVICE",
+              help="torch device (env: MOON_DEVICE) [default: cuda:LOCAL_RANK if a GPU is visible, else cpu].")
 @click.option("--base-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Where relative photo paths of a table piped on - lie [default: the current directory]; a "
                    "Parquet file's own paths resolve against its directory.")

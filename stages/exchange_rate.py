@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, output_option
+from moon_cli.options import echo_summary, output_option, overwrite_option
 
 
 @click.command("exchange-rate")
@@ -15,7 +15,8 @@ from moon_cli.options import echo_summary, output_option
 @click.option("--seq-len", type=int, default=None, help="CTR sequence length to read [default: the longest].")
 @click.option("--downstream", type=click.Choice(["auc", "gauc"]), default="auc", show_default=True)
 @output_option("Also write the rates and the versions' figures as JSON here.", kind="file", required=False)
-def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output):
+@overwrite_option
+def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output, overwrite):
     """Exchange rate of each intermediate metric for the CTR gain, across model versions.
 
     EVAL_DIRS are `moon evaluate` report directories, one per model version; each is matched to the CTR
@@ -29,8 +30,10 @@ def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output):
     from moon_cli.eval.evaluate import headline
     from moon_cli.eval.exchange import exchange_rates, format_or_na, rates_table
     from moon_cli.eval.report import COLUMNS, load_metrics
-    from moon_cli.io import read_json_report
+    from moon_cli.io import atomic_file, ensure_new_output, output_lock, read_json_report
 
+    if output:
+        ensure_new_output(output, overwrite)  # before any work
     if not (ctr_dir / "ctr.json").is_file():
         raise MoonError(f"{ctr_dir}: no ctr.json; --ctr takes a report directory written by `moon ctr`")
     summary = read_json_report(ctr_dir / "ctr.json", ("summary",), "`moon ctr` (--ctr takes its report directory)")["summary"]
@@ -57,8 +60,9 @@ def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output):
     click.echo(rates_table(rows, downstream), nl=False)
     best = rows[0]
     if output:
-        output.write_text(json.dumps({"seq_len": seq_len, "downstream": downstream, "versions": versions,
-                                      "rates": rows, "best": best["metric"]}, indent=2) + "\n")
+        with output_lock(output), atomic_file(output) as tmp:
+            tmp.write_text(json.dumps({"seq_len": seq_len, "downstream": downstream, "versions": versions,
+                                       "rates": rows, "best": best["metric"]}, indent=2) + "\n")
     spread = np.ptp([v["downstream"] for v in versions])
     echo_summary("moon exchange-rate", {
         "versions": f"{len(versions)} ({', '.join(v['label'] for v in versions)})",

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, output_option, overwrite_option
+from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option
 
 
 @click.command("index")
@@ -14,7 +14,8 @@ from moon_cli.options import echo_summary, output_option, overwrite_option
               show_default=True, help="auto: exact below 100k rows, IVF_HNSW_SQ above (recall-checked).")
 @click.option("--append", is_flag=True, help="Add rows to an existing index (same model only) and update it.")
 @overwrite_option
-def index(embeddings, output, index_type, append, overwrite):
+@quiet_option
+def index(embeddings, output, index_type, append, overwrite, quiet):
     """Index one or more EMBEDDINGS Parquet files (from `moon embed`, all made by the same model).
 
     Rows with status error are left out, and so are rows whose vector is null, NaN or Inf and repeats of

@@ -29,6 +29,9 @@ def inspect(path: str, contract_name, head: int, as_json: bool):
         "columns": {f.name: str(f.type) for f in art.table.schema},
         "manifest": art.manifest,
     }
+    if "status" in art.table.column_names:  # per-row outcomes: a file whose rows all failed says so
+        statuses = art.table.column("status").to_pylist()
+        info["status"] = {k: statuses.count(k) for k in sorted(set(statuses), key=str)}
     if contract is not None:
         info["contract"] = contract.name
     if head:
@@ -36,7 +39,9 @@ def inspect(path: str, contract_name, head: int, as_json: bool):
     if as_json:
         click.echo(json.dumps(info, default=str))
         return
-    click.echo(f"{info['source']}: {info['rows']} rows" + (f", meets the {contract.name} contract" if contract else ""))
+    counts = ", ".join(f"{k} {v}" for k, v in info.get("status", {}).items())
+    click.echo(f"{info['source']}: {info['rows']} rows" + (f" ({counts})" if counts else "")
+               + (f", meets the {contract.name} contract" if contract else ""))
     for name, typ in info["columns"].items():
         click.echo(f"  {name}: {typ}")
     if art.manifest:

@@ -4,7 +4,7 @@ from datetime import datetime
 
 import click
 
-from moon_cli.options import echo_summary, output_option, overwrite_option
+from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option
 
 
 @click.command("mine-pairs")
@@ -22,8 +22,9 @@ from moon_cli.options import echo_summary, output_option, overwrite_option
 @click.option("--max-per-query", type=click.IntRange(min=0), default=50, show_default=True,
               help="Cap on items one query contributes, most frequent first (0 = no cap).")
 @overwrite_option
+@quiet_option
 def mine_pairs(behavior, output, catalog, events, test_from: datetime, test_fraction, max_per_user, max_per_query,
-               overwrite):
+               overwrite, quiet):
     """Mine positive pairs from BEHAVIOR Parquet files, folders of them, or - (stdin).
 
     A positive is a search query (text, image, or both) followed in the same session by a purchase

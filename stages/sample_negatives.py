@@ -2,7 +2,7 @@
 
 import click
 
-from moon_cli.options import echo_summary, output_option, overwrite_option, seed_option
+from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option, seed_option
 
 
 @click.command("sample-negatives")
@@ -20,7 +20,9 @@ from moon_cli.options import echo_summary, output_option, overwrite_option, seed
                    "attribute words; a photo's colour and pattern): it answers the query as well as the positive.")
 @seed_option("Same seed, same negatives")
 @overwrite_option
-def sample_negatives(pairs, catalog, output, per_pair, strategy, embeddings, margin, query_aware, seed, overwrite):
+@quiet_option
+def sample_negatives(pairs, catalog, output, per_pair, strategy, embeddings, margin, query_aware, seed, overwrite,
+                     quiet):
     """Sample hard negatives for each pair in PAIRS (a pairs Parquet from `moon mine-pairs`, or -).
 
     same-category: other products of the positive's leaf category (topped up from the parent

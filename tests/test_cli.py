@@ -83,3 +83,12 @@ def test_every_stage_spells_shared_options_the_same_way_and_reads_moon_seed(tmp_
     titles = [__import__("pyarrow.parquet").parquet.read_table(tmp_path / d / "catalog.parquet").column("title").to_pylist()
               for d in "abc"]
     assert titles[0] == titles[1] != titles[2]
+
+
+def test_every_stage_has_quiet_and_spells_batch_size_one_way():
+    for name in COMMANDS:
+        params = {p.name: p for p in cli.get_command(None, name).params}
+        visible = [o for p in params.values() if not getattr(p, "hidden", False) for o in p.opts]
+        assert "--batch" not in visible, f"moon {name}: spell it --batch-size"
+        if name not in ("inspect", "search", "exchange-rate"):  # the stages that only print
+            assert "quiet" in params, f"moon {name} has no -q"

@@ -40,6 +40,9 @@ def test_exchange_rate_names_the_metric_that_orders_the_versions(tmp_path):
     by_metric = {x["metric"]: x for x in rates["rates"]}
     assert by_metric["image_to_product"]["spearman"] == pytest.approx(1.0)
     assert by_metric["classification"]["slope"] is None  # the same for every version
+    r = run_moon("exchange-rate", *dirs, "--ctr", tmp_path / "ctr", "-o", out)  # never silently replaced
+    assert r.exit_code == 1 and "--overwrite" in r.output and json.loads(out.read_text()) == rates
+    assert run_moon("exchange-rate", *dirs, "--ctr", tmp_path / "ctr", "-o", out, "--overwrite").exit_code == 0
 
     r = run_moon("exchange-rate", *dirs[:2], "--ctr", tmp_path / "ctr")
     assert r.exit_code == 1 and "at least 3" in r.output

@@ -134,3 +134,14 @@ def test_a_killed_writers_temporary_files_are_removed_by_the_next_writer(tmp_pat
     write_table(pa.table({"a": [1]}), tmp_path / "out.parquet")
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == [".other.parquet.x.tmp", "out.parquet"]
+
+
+def test_inspect_counts_rows_by_status(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from conftest import run_moon
+
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "status": ["error", "error", "ok"]}), tmp_path / "e.parquet")
+    r = run_moon("inspect", tmp_path / "e.parquet")
+    assert r.exit_code == 0 and "3 rows (error 2, ok 1)" in r.output

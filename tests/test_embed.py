@@ -123,7 +123,7 @@ def test_bad_model_and_bad_shard_are_one_line_errors(world_template, tmp_path):
     assert r.exit_code == 2
 
 
-def test_two_writers_to_one_output_one_succeeds_the_other_is_refused(world_template, tmp_path):
+def test_two_writers_to_one_output_one_succeeds_the_other_is_refused(world, tmp_path):
     """Two `moon embed -o same.parquet` at once: the second is refused at once, the first writes every row."""
     import subprocess
     import sys
@@ -131,7 +131,14 @@ def test_two_writers_to_one_output_one_succeeds_the_other_is_refused(world_templ
 
     from moon_cli.io import lock_path, output_lock
 
-    cat, out = world_template / "catalog.parquet", tmp_path / "same.parquet"
+    import pyarrow as pa
+
+    # a catalogue large enough that the first writer is still embedding when the second one starts
+    base = pq.read_table(world / "catalog.parquet")
+    copies = [base.set_column(0, "item_id", pa.array([f"{i}-{k}" for i in base.column("item_id").to_pylist()]))
+              for k in range(4)]
+    cat, out = world / "catalog_x4.parquet", tmp_path / "same.parquet"
+    pq.write_table(pa.concat_tables(copies), cat)  # beside the photos its relative paths point to
     n_rows = pq.read_metadata(cat).num_rows
     cmd = [sys.executable, "-m", "moon_cli.cli", "embed", str(cat), "-m", "tiny", "-o", str(out), "-q",
            "--batch-size", "8", "--overwrite"]

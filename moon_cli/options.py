@@ -35,3 +35,17 @@ def echo_summary(title: str, rows: dict) -> None:
     width = max(len(k) for k in rows) if rows else 0
     for key, value in rows.items():
         click.echo(f"  {key:<{width}}  {value}", err=True)
+
+
+def device_option():
+    return click.option("--device", default=None, envvar="MOON_DEVICE",
+                        help="torch device (env: MOON_DEVICE) [default: cuda:LOCAL_RANK if a GPU is visible, else cpu].")
+
+
+def memory_option(default: str = "off"):
+    """--memory: search an in-memory FAISS copy of the index (moon_cli.index.searcher decides what each means)."""
+    return click.option("--memory", type=click.Choice(["off", "on", "auto"]), default=default, show_default=True,
+                        envvar="MOON_MEMORY",
+                        help="Search an in-memory FAISS copy of the vectors (needs moon-cli[faiss]); on: required, "
+                             "auto: when FAISS is installed and the copy fits MOON_MEMORY_LIMIT_GB (4) "
+                             "(env: MOON_MEMORY)")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, model_option, output_option, overwrite_option, quiet_option
+from moon_cli.options import device_option, echo_summary, model_option, output_option, overwrite_option, quiet_option
 
 
 def _shard(text):
@@ -29,8 +29,7 @@ def _shard(text):
 @click.option("--dim", type=click.IntRange(min=1), default=None, help="Keep the first D dimensions (Matryoshka) and renormalise.")
 @click.option("--shard", "shard", default=None, help="I/N: embed only this process's part (outputs concatenate).")
 @click.option("--resume", is_flag=True, help="Skip ids already written (by a finished or an interrupted run).")
-@click.option("--device", default=None, envvar="MOON_DEVICE",
-              help="torch device (env: MOON_DEVICE) [default: cuda:LOCAL_RANK if a GPU is visible, else cpu].")
+@device_option()
 @click.option("--base-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Where relative photo paths of a table piped on - lie [default: the current directory]; a "
                    "Parquet file's own paths resolve against its directory.")

@@ -43,3 +43,14 @@ def world(world_template, tmp_path) -> Path:
     dst = tmp_path / "world"
     shutil.copytree(world_template, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def catalog_index(world_template, tmp_path_factory):
+    """The small world's catalogue embedded by the tiny model and indexed: (dir holding idx/, index summary)."""
+    d = tmp_path_factory.mktemp("index")
+    assert run_moon("embed", world_template / "catalog.parquet", "-m", "tiny", "-o", d / "e.parquet",
+                    "--quiet", "--batch-size", 32).exit_code == 0
+    r = run_moon("index", d / "e.parquet", "-o", d / "idx")
+    assert r.exit_code == 0, r.output
+    return d, r.output

@@ -22,16 +22,6 @@ def fake_embeddings(path, n, dim, model_id, seed=0, prefix="i"):
     return v
 
 
-@pytest.fixture(scope="module")
-def catalog_index(world_template, tmp_path_factory):
-    d = tmp_path_factory.mktemp("index")
-    assert run_moon("embed", world_template / "catalog.parquet", "-m", "tiny", "-o", d / "e.parquet",
-                    "--quiet", "--batch-size", 32).exit_code == 0
-    r = run_moon("index", d / "e.parquet", "-o", d / "idx")
-    assert r.exit_code == 0, r.output
-    return d, r.output
-
-
 def test_index_then_search_returns_k_hits_as_json_lines(catalog_index):
     d, out = catalog_index
     assert "recall@10  1.000" in out
@@ -152,7 +142,7 @@ def test_a_rebuild_that_fails_half_way_leaves_the_old_index_correctly_labelled(t
     def killed(*args, **kwargs):
         raise KeyboardInterrupt  # the table is written, the label not yet: where a kill hurt before
 
-    monkeypatch.setattr(lance, "measure_recall", killed)
+    monkeypatch.setattr(lance, "tune", killed)
     r = run_moon("index", tmp_path / "new.parquet", "-o", tmp_path / "idx", "--overwrite")
     assert r.exit_code != 0
     assert read_info(tmp_path / "idx")["model_id"] == "old-model"

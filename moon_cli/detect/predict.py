@@ -117,3 +117,15 @@ def _detect(paths: list[str], detector, imgsz: int, crops_dir: Path, conf: float
         for k in ("bbox", "score", "crop_path", "status", "error"):
             rows[k].append(res[k])
     return pa.table(rows, schema=DETECTIONS.schema)
+
+
+def core_product_crop(photo, detector, imgsz: int, conf: float = 0.25):
+    """The core product cut from one in-memory photo (a PIL image), or None when nothing is detected."""
+    bgr = np.ascontiguousarray(np.asarray(photo)[..., ::-1])  # (H, W, 3)
+    boxes = detector.predict([bgr], imgsz=imgsz, conf=conf, device="cpu", verbose=False)[0].boxes
+    if not len(boxes):
+        return None
+    x0, y0, x1, y1 = boxes.xyxy[int(boxes.conf.argmax())].tolist()
+    left, top = max(0, int(x0)), max(0, int(y0))
+    right, bottom = min(photo.width, int(round(x1))), min(photo.height, int(round(y1)))
+    return photo.crop((left, top, right, bottom)) if right - left >= 1 and bottom - top >= 1 else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -15,26 +16,31 @@ class InputError(MoonError):
 
 
 def load_image(source, owner: str, field: str) -> Image.Image:
-    """An RGB image from a path or PIL image; EXIF rotation applied; bombs, truncation, junk refused."""
+    """An RGB image from a path, bytes (an upload) or a PIL image; EXIF rotation applied; bombs, truncation,
+    junk refused."""
     if isinstance(source, Image.Image):
         img = source
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise InputError(f"{owner}: {field} '{path}' does not exist")
+        if isinstance(source, (bytes, bytearray)):
+            name, opener = "(uploaded)", io.BytesIO(source)
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise InputError(f"{owner}: {field} '{path}' does not exist")
+            name, opener = str(path), path
         try:
             with warnings.catch_warnings():
                 # PIL only warns between 1x and 2x its pixel limit; a product photo that large is refused
                 warnings.simplefilter("error", Image.DecompressionBombWarning)
-                img = Image.open(path)
+                img = Image.open(opener)
                 img.load()  # decode now: truncated and corrupt files fail here, not later
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise InputError(f"{owner}: {field} '{path}' exceeds PIL's pixel limit "
+            raise InputError(f"{owner}: {field} '{name}' exceeds PIL's pixel limit "
                              f"({Image.MAX_IMAGE_PIXELS} px): refusing a possible decompression bomb") from None
         except UnidentifiedImageError:
-            raise InputError(f"{owner}: {field} '{path}' is not a decodable image") from None
+            raise InputError(f"{owner}: {field} '{name}' is not a decodable image") from None
         except (OSError, ValueError, SyntaxError) as exc:
-            raise InputError(f"{owner}: {field} '{path}' cannot be decoded ({exc})") from None
+            raise InputError(f"{owner}: {field} '{name}' cannot be decoded ({exc})") from None
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the photo

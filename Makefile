@@ -31,6 +31,19 @@ demo: $(VENV)/.baselines ## run the main job on the embedded default (synthetic 
 test: $(STAMP) ## run the test suite (CPU, no network, a few minutes)
 	$(BIN)/python -m pytest -q
 
+$(VENV)/.browser: $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[browser]' && touch $@
+
+browser-deps: ## install Debian's Chromium and ChromeDriver when missing (apt-get; root or sudo)
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  sudo=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$sudo apt-get update -qq && $$sudo env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; \
+	fi
+
+test-browser: $(VENV)/.browser browser-deps ## the search page of `moon serve` in headless Chromium (screenshot: runs/serve-page.png)
+	$(BIN)/python -m pytest -q -m browser tests/test_browser.py
+
 kill-trials: $(STAMP) ## kill -9 trials of embed, train, index and detect (slow tests; MOON_KILL_TRIALS=N, default 2)
 	$(BIN)/python -m pytest -q -m slow tests/test_kill.py
 
@@ -50,10 +63,17 @@ bench-data: $(VENV)/.bench ## benchmark mine-pairs (10 M events), detect, sample
 	$(BIN)/python benchmarks/bench_detect.py $(RUNS)/demo/world $(RUNS)/demo/detector
 	$(BIN)/python benchmarks/bench_negatives.py
 
-bench-serve: $(VENV)/.bench ## benchmark embed (vs a per-item loop, roofline), index (1 M × 256 vs exact numpy), train (GradCache memory, throughput)
+bench-serve: $(VENV)/.bench ## benchmark search (moon's LanceDB / in-memory paths vs FAISS, numpy; 200 k and 1 M rows) and `moon serve` latency
+	$(BIN)/python benchmarks/bench_search.py
+	@test -f $(RUNS)/bench-serve/index/moon_index.json || { \
+	  $(BIN)/moon synth $(RUNS)/bench-serve/world --products 1000 --seed 0 --quiet --overwrite && \
+	  $(BIN)/moon embed $(RUNS)/bench-serve/world/catalog.parquet -m tiny -o $(RUNS)/bench-serve/embeddings.parquet --quiet --overwrite && \
+	  $(BIN)/moon index $(RUNS)/bench-serve/embeddings.parquet -o $(RUNS)/bench-serve/index --overwrite; }
+	$(BIN)/python benchmarks/bench_service.py $(RUNS)/bench-serve/world $(RUNS)/bench-serve/index -m tiny
+
+bench-train: $(VENV)/.bench ## benchmark embed (vs a per-item loop, roofline) and train (GradCache memory, throughput)
 	@test -f $(RUNS)/demo/pairs.parquet || $(MAKE) demo
 	$(BIN)/python benchmarks/bench_embed.py $(RUNS)/demo/world
-	$(BIN)/python benchmarks/bench_index.py
 	$(BIN)/python benchmarks/bench_train.py $(RUNS)/demo/pairs.parquet $(RUNS)/demo/world/catalog.parquet
 
 # reproduction knobs (override on the command line: make reproduce SEEDS="0 1" PRODUCTS=2000 DATA=... MODEL=...)
@@ -81,4 +101,4 @@ clean: ## remove runs/ and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
-.PHONY: help install baselines demo test kill-trials bench-synth bench-model bench-data bench-serve reproduce reproduce-quick scaling clean
+.PHONY: help install baselines demo test test-browser browser-deps kill-trials bench-synth bench-model bench-data bench-serve bench-train reproduce reproduce-quick scaling clean

@@ -178,12 +178,16 @@ class MoonModel(nn.Module):
 
     # --------------------------------------------------------------------------------------- saving
     def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> None:
-        """config.json, model.safetensors, tokenizer + image processor, meta.json (written in place).
+        """config.json, model.safetensors, tokenizer + image processor, meta.json, a model card (README.md),
+        and the files sentence-transformers reads (modules.json, config_sentence_transformers.json); written in place.
 
         For a preset backbone the full weights are saved (there is no hub copy); for a hub backbone only
         what training changes (LoRA adapters, MoE experts and routers — every trainable tensor).
         """
         from safetensors.torch import save_file
+
+        from moon_cli.model.card import render_card
+        from moon_cli.model.st_files import write_sentence_transformers_files
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -196,6 +200,8 @@ class MoonModel(nn.Module):
             self.hf_config.to_json_file(str(directory / BACKBONE_CONFIG))
         self.processor.save_pretrained(directory)
         (directory / META).write_text(json.dumps(meta or {}, indent=2, default=str) + "\n")
+        write_sentence_transformers_files(directory)  # SentenceTransformer(directory) loads it (moon_cli.model.st)
+        (directory / "README.md").write_text(render_card(self.config, meta or {}))
 
     def _is_trained(self, key: str) -> bool:
         return any(s in key for s in ("lora_", ".router.", ".experts.", "category_expert", "attribute_expert")) or (

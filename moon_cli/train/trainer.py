@@ -83,6 +83,13 @@ RECIPES: dict[str, dict] = {
 }
 
 
+def command_line() -> str | None:
+    """The `moon ...` command that is running, for the model card (None when moon was called as a library)."""
+    import shlex
+
+    return shlex.join(["moon", *sys.argv[1:]]) if Path(sys.argv[0]).name == "moon" else None
+
+
 def recipe_for(model) -> dict:
     """The training defaults for MODEL (a name or a resolved ``ModelRef``): its preset's recipe, if any."""
     from moon_cli.model.resolve import ModelRef, resolve
@@ -177,7 +184,7 @@ class Trainer:
     def _meta(self) -> dict:
         return {"stage": "train", "objective": self.cfg.objective, "step": self.step,
                 "temperature": self.temperature, "val": self.last_val, "inputs": self.inputs,
-                "train_config": asdict(self.cfg)}
+                "train_config": asdict(self.cfg), "command": command_line()}
 
     def save_final(self) -> None:
         if not self.info.is_main:

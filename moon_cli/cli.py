@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("stages.evaluate:evaluate", "Evaluate a model on an MBE-style bench (retrieval, zero-shot classification)."),
     "ctr": ("stages.ctr:ctr", "Train a CTR model on impressions with / without frozen embeddings (AUC, GAUC, seq lengths)."),
     "exchange-rate": ("stages.exchange_rate:exchange_rate", "Which offline metric buys the most CTR gain across model versions (slope, rank correlation)."),
+    "export": ("stages.export:export", "Export a checkpoint (no MoE) as a plain Hugging Face model directory."),
     "inspect": ("stages.inspect:inspect", "Describe an artifact (rows, columns, manifest) and check it against a contract."),
 }
 

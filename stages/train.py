@@ -49,6 +49,9 @@ def _mix(text: str) -> dict[str, float]:
 @click.option("--batch-size", type=click.IntRange(min=2), default=16, show_default=True, help="Queries per step per process.")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Peak learning rate [default: 2e-4; 1e-3 for the random-init tiny preset].")
+@click.option("--new-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Learning rate of the weights with no pretrained value (mini's projector, MoE routers) "
+                   "[default: the backbone's recipe, else --lr].")
 @click.option("--temperature", type=click.FloatRange(min=0.005, max=1.0), default=0.05, show_default=True,
               help="Initial InfoNCE temperature.")
 @click.option("--fixed-temperature", is_flag=True, help="Keep the temperature fixed (default: learnable).")
@@ -69,6 +72,9 @@ def _mix(text: str) -> dict[str, float]:
 @click.option("--arch", type=click.Choice(["moon", "dual"]), default="moon", show_default=True,
               help="dual: the CLIP-style baseline (separate image and text towers, one photo, no crops, no MoE).")
 @click.option("--matryoshka", default=None, help="Also train these embedding prefix sizes, e.g. 64,128.")
+@click.option("--align-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of the intra-product image↔text alignment term (MOON2.0): each product's photo tokens "
+                   "against its own text tokens, InfoNCE over the batch (0 = off, the MOON paper's recipe).")
 @click.option("--grad-cache", is_flag=True, help="Chunked GradCache step: a large batch in bounded memory, same gradients.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=8, show_default=True, help="Sequences per GradCache chunk.")
 @click.option("--modality-mix", default="12:3:2", show_default=True, help="Query modality weights IMAGE:TEXT:MULTIMODAL.")
@@ -89,8 +95,8 @@ def _mix(text: str) -> dict[str, float]:
 @overwrite_option
 @quiet_option
 def train(pairs, catalog, output, objective, negatives, detections, no_crops, model_name, config_file, steps, batch_size,
-          lr, temperature, fixed_temperature, hard_negatives, no_hard_negatives, catalog_views, queue_size, no_queue,
-          no_gather, no_moe, arch, matryoshka, grad_cache, chunk_size, modality_mix, val_every, val_fraction,
+          lr, new_lr, temperature, fixed_temperature, hard_negatives, no_hard_negatives, catalog_views, queue_size, no_queue,
+          no_gather, no_moe, arch, matryoshka, align_weight, grad_cache, chunk_size, modality_mix, val_every, val_fraction,
           holdout_splits, temperature_lr, checkpoint_every, bf16, gradient_checkpointing, seed, resume, stop_at_step, overwrite, quiet):
     """Train MOON on PAIRS (from `moon mine-pairs`) and the catalogue; write a checkpoint directory.
 
@@ -98,6 +104,13 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
     and a queue of earlier steps; plus the MoE balancing loss. Query modalities are mixed 12:3:2
     (image:text:multimodal) where the pairs allow. Runs the same under `torchrun --nproc_per_node N`.
     --resume continues exactly where an interrupted run stopped.
+
+    \b
+    Example (each runs in tests/test_docs.py):
+      moon train pairs.parquet --catalog world/catalog.parquet --negatives negatives.parquet \\
+        --detections detections.parquet -o model --steps 2 --batch-size 4 --val-every 0
+      moon train pairs.parquet --catalog world/catalog.parquet -o model-dense --no-moe --steps 2 --batch-size 4 \\
+        --val-every 0
     """
     from moon_cli.errors import MoonError
 
@@ -106,6 +119,9 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
     if objective == "pretrain" and catalog_views:
         raise MoonError("moon train: --catalog-views is a post-training option; --objective pretrain already "
                         "trains on every catalogue photo")
+    if align_weight > 0 and (arch == "dual" or grad_cache):
+        raise MoonError(f"moon train: --align-weight aligns the photo and text tokens of MOON's one sequence; "
+                        f"it does not combine with {'--arch dual' if arch == 'dual' else '--grad-cache'}")
     from moon_cli.contracts import CATALOG, DETECTIONS, NEGATIVES, PAIRS
     from moon_cli.io import read_json_report, read_table
     from moon_cli.model.resolve import resolve
@@ -114,14 +130,17 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
 
     recipe = recipe_for(resolve(model_name))
     lr = recipe.get("lr", TrainConfig.lr) if lr is None else lr
+    new_lr = recipe.get("new_lr", TrainConfig.new_lr) if new_lr is None else new_lr
     queue_size = recipe.get("queue_size", TrainConfig.queue_size) if queue_size is None else queue_size
 
-    cfg = TrainConfig(objective=objective, steps=steps, batch_size=batch_size, lr=lr, temperature=temperature,
+    cfg = TrainConfig(objective=objective, steps=steps, batch_size=batch_size, lr=lr, new_lr=new_lr,
+                      temperature=temperature,
                       learn_temperature=not fixed_temperature, temperature_lr=temperature_lr,
                       hard_negatives=hard_negatives,
                       use_hard_negatives=not no_hard_negatives and negatives is not None, catalog_views=catalog_views,
                       queue_size=queue_size,
                       use_queue=not no_queue, use_gather=not no_gather, matryoshka_dims=_dims(matryoshka),
+                      align_weight=align_weight,
                       grad_cache=grad_cache, chunk_size=chunk_size, modality_mix=_mix(modality_mix),
                       val_every=val_every, val_fraction=val_fraction, holdout_splits=list(holdout_splits),
                       checkpoint_every=checkpoint_every,

@@ -10,7 +10,7 @@ from moon_cli.io import read_table
 from moon_cli.model import MoonConfig, MoonModel
 from moon_cli.train.data import BatchBuilder, MixSampler, build_posttrain_data
 from moon_cli.train.dist import DistInfo
-from moon_cli.train.loss import NO_ITEM, false_negative_mask, info_nce, matryoshka_info_nce
+from moon_cli.train.loss import NO_ITEM, alignment_loss, false_negative_mask, info_nce, matryoshka_info_nce
 from moon_cli.train.queue import EmbeddingQueue
 from moon_cli.train.step import ContrastiveStep, StepOptions
 
@@ -59,6 +59,30 @@ def test_info_nce_matches_a_hand_computation_and_matryoshka_averages_prefixes():
     prefix = info_nce(torch.nn.functional.normalize(q[:, :4], dim=-1), torch.nn.functional.normalize(c[:, :4], dim=-1),
                       t, mask, scale)
     torch.testing.assert_close(matryoshka_info_nce(q, c, t, mask, scale, [4]), (expected + prefix) / 2)
+
+
+def test_alignment_loss_pairs_each_products_photo_with_its_own_text_and_skips_one_modality_rows():
+    g = torch.Generator().manual_seed(1)
+    v = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    t = torch.nn.functional.normalize(torch.randn(4, 8, generator=g), dim=-1)
+    both = torch.tensor([True, False, True, True])  # product 1 has no photo: it takes no part
+    logits = 20.0 * v[both] @ t[both].T  # (3, 3)
+    expected = 0.5 * (-(logits.log_softmax(1).diag()).mean() - (logits.log_softmax(0).diag()).mean())
+    torch.testing.assert_close(alignment_loss(v, t, both, torch.tensor(20.0)), expected)
+    assert alignment_loss(v, t, torch.tensor([True, False, False, False]), torch.tensor(20.0)).item() == 0.0
+    # aligned pairs score lower than shuffled ones
+    assert alignment_loss(v, v, both, torch.tensor(20.0)) < alignment_loss(v, v.roll(1, 0), both, torch.tensor(20.0))
+
+
+def test_the_alignment_term_trains_through_the_cli_and_is_refused_where_it_cannot_apply(train_inputs, tmp_path):
+    r = run_moon(*train_args(train_inputs, tmp_path / "a", "--steps", 2, "--align-weight", 0.5))
+    assert r.exit_code == 0, r.output
+    rows = log_of(tmp_path / "a")
+    assert all(row["align"] > 0 for row in rows)
+    assert all(abs(row["loss"] - row["contrastive"] - 0.5 * row["align"] - 0.01 * row["balance"]) < 1e-4 for row in rows)
+    for extra in (["--arch", "dual"], ["--grad-cache"]):
+        r = run_moon(*train_args(train_inputs, tmp_path / "b", "--steps", 1, "--align-weight", 0.5, *extra))
+        assert r.exit_code == 1 and "--align-weight" in r.output and not (tmp_path / "b").exists()
 
 
 def test_queue_is_fifo_and_drops_padding():
@@ -205,6 +229,30 @@ def test_pretrain_then_posttrain_from_its_checkpoint(train_inputs, tmp_path):
     r = run_moon(*train_args(train_inputs, post, "--steps", 1, "-m", pre))
     assert r.exit_code == 0, r.output
     assert json.loads((post / "run.json").read_text())["model"] == str(pre)
+
+
+def test_every_variant_starts_from_one_dense_pretraining(train_inputs, world_template, tmp_path):
+    """MOON Embedding's recipe: one pre-training (dense), then each variant post-trains from it — MOON gets the
+    guided MoE with experts copied from the pre-trained FFNs, the dual reads it with two towers."""
+    pre = tmp_path / "pre"
+    r = run_moon("train", "--objective", "pretrain", "--catalog", train_inputs["catalog"], "-o", pre, "--no-moe",
+                 "--steps", 2, *FAST)
+    assert r.exit_code == 0, r.output
+    dense = MoonModel.from_pretrained(pre).eval()
+    item = [dict(item_id="a", title="red tee", category_path=["Apparel", "Tops"], attributes=[{"name": "color", "value": "red"}],
+                 images=sorted((world_template / "images").glob("*.jpg"))[:1])]
+    before = dense.encode_products(item)
+    dense.add_guided_moe(MoonConfig.for_backbone("tiny").moe)
+    assert dense.moe_layers and dense.config.moe.enabled
+    torch.testing.assert_close(dense.encode_products(item), before, atol=1e-5, rtol=0)  # experts = the trained FFN
+    for name, extra, arch, moe in (("moon", (), "moon", True), ("dual", ("--arch", "dual"), "dual", False),
+                                   ("dense", ("--no-moe",), "moon", False)):
+        r = run_moon(*train_args(train_inputs, tmp_path / name, "--steps", 1, "-m", pre, *extra))
+        assert r.exit_code == 0, r.output
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert (config["backbone"]["arch"], config["moe"]["enabled"]) == (arch, moe), name
+    r = run_moon(*train_args(train_inputs, tmp_path / "x", "--steps", 1, "-m", tmp_path / "moon", "--arch", "dual"))
+    assert r.exit_code == 1 and "dense checkpoint" in r.output
 
 
 def test_catalog_views_add_a_listings_other_photos_as_image_queries_for_training_only(train_inputs):

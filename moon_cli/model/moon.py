@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,12 @@ from torch import nn
 
 from moon_cli.errors import MoonError
 from moon_cli.model import backbone as bb
+from moon_cli.model import mini
 from moon_cli.model.config import MoonConfig
 from moon_cli.model.dual import dual_embeddings
 from moon_cli.model.lora import apply_lora, merge_lora
 from moon_cli.model.moe import GuidedMoE, RoutingContext, install_guided_moe, load_balancing_loss
-from moon_cli.model.pooling import check_mode, pool
+from moon_cli.model.pooling import check_mode, modality_means, pool
 from moon_cli.model.processor import Batch, MoonProcessor, Sequence
 from moon_cli.model.resolve import WEIGHTS
 
@@ -32,6 +34,11 @@ ARCHS = ("moon", "dual")  # dual: the CLIP-style two-tower baseline (model/dual.
 class MoonOutput:
     embeddings: torch.Tensor  # (B, D), unit norm
     balance_loss: torch.Tensor  # () scalar, mean over MoE layers (0 without MoE)
+    # the unit-norm means of each row's visual tokens and content-text tokens, (B, D) each, and the rows that
+    # have both (B,) — what the intra-product image↔text alignment term reads (train/loss.py)
+    visual: torch.Tensor | None = None
+    text: torch.Tensor | None = None
+    has_both: torch.Tensor | None = None
 
 
 class MoonModel(nn.Module):
@@ -78,18 +85,41 @@ class MoonModel(nn.Module):
             for p in self.base.visual.parameters():
                 p.requires_grad = False
 
+    def add_guided_moe(self, cfg) -> None:
+        """Install the guided MoE on a dense model — e.g. post-training from a dense pre-training run. Every
+        expert starts as a copy of the FFN it replaces, so the model's output is unchanged at this point."""
+        if self.moe_layers:
+            return
+        if self.config.lora.enabled:
+            raise MoonError("the guided MoE can be added to a fully trained model only; this one has LoRA "
+                            "adapters (merge them first, or pre-train with the MoE)")
+        self.config.moe = dataclasses.replace(cfg, enabled=True)
+        self.moe_layers = install_guided_moe(self.base.language_model, self.config.moe, self.routing)
+        self.to(self.device)
+        self._set_trainable()
+
+    def is_new_parameter(self, name: str) -> bool:
+        """True for weights with no pretrained value — the MoE routers, and `mini`'s projector — which may
+        learn at their own (higher) rate while the pretrained weights move slowly."""
+        return ".router." in name or name.startswith("backbone.projector.") or ".projector." in name
+
     def num_parameters(self, trainable: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable)
 
     # --------------------------------------------------------------------------------------- building
     @classmethod
     def from_preset(cls, name: str = "tiny", config: MoonConfig | None = None, seed: int = 0) -> "MoonModel":
-        """A random-init model of the real architecture (deterministic for ``seed``)."""
-        from moon_cli.model.tokenizer import build_tiny_tokenizer
-
+        """A preset: a random-init model of the real architecture, or `mini` from pretrained parts
+        (deterministic for ``seed``)."""
         config = config or MoonConfig.for_backbone(name)
         config.backbone.name = name
-        config.backbone.family = "qwen2_5_vl"
+        if bb.preset_family(name) == mini.FAMILY:
+            config.backbone.family = mini.FAMILY
+            backbone, tokenizer, image_processor = mini.build(config.input.image_size, seed)
+            return cls(config, backbone, MoonProcessor(tokenizer, image_processor, config.input))
+        from moon_cli.model.tokenizer import build_tiny_tokenizer
+
+        config.backbone.family = bb.preset_family(name)
         tokenizer = build_tiny_tokenizer()
         hf_config = bb.preset_backbone_config(name, tokenizer)
         with torch.random.fork_rng(devices=[]):
@@ -112,8 +142,7 @@ class MoonModel(nn.Module):
         backbone, family = bb.load_pretrained(name, revision, config.backbone.attn_implementation, config.backbone.dtype)
         config.backbone.family = family
         tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
-        processor = MoonProcessor(tokenizer, MoonProcessor.image_processor_for(config.input, backbone.config.vision_config),
-                                  config.input)
+        processor = MoonProcessor(tokenizer, MoonProcessor.image_processor_of(name, revision, config.input), config.input)
         return cls(config, backbone, processor)
 
     @classmethod
@@ -148,7 +177,12 @@ class MoonModel(nn.Module):
         except (OSError, ValueError, TypeError, KeyError) as exc:
             raise MoonError(f"{ckpt}: its tokenizer / image processor files cannot be read ({_first_line(exc)}); "
                             f"the checkpoint is damaged — restore or re-train it") from None
-        if config.backbone.name in bb.PRESETS:
+        if config.backbone.family == mini.FAMILY:
+            if processor.image_processor.__class__ is not mini.FixedGridImageProcessor:
+                raise MoonError(f"{ckpt}: its config.json names the `mini` backbone but its image processor is "
+                                f"another backbone's; the files come from different checkpoints")
+            backbone = mini.MiniBackbone(mini.MiniConfig.from_json_file(ckpt / BACKBONE_CONFIG))
+        elif config.backbone.name in bb.PRESETS:
             try:
                 hf_config = AutoConfig.from_pretrained(str(ckpt / BACKBONE_CONFIG))
             except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -174,6 +208,7 @@ class MoonModel(nn.Module):
                             f"the checkpoint does not match its config.json")
         if config.backbone.name in bb.PRESETS and missing:
             raise MoonError(f"{ckpt}: {len(missing)} tensor(s) missing from {WEIGHTS}, e.g. {missing[0]}")
+        _check_ecosystem_files(ckpt)
         return model
 
     # --------------------------------------------------------------------------------------- saving
@@ -187,6 +222,7 @@ class MoonModel(nn.Module):
         from safetensors.torch import save_file
 
         from moon_cli.model.card import render_card
+        from moon_cli.model.export import write_peft_adapter
         from moon_cli.model.st_files import write_sentence_transformers_files
 
         directory = Path(directory)
@@ -200,6 +236,8 @@ class MoonModel(nn.Module):
             self.hf_config.to_json_file(str(directory / BACKBONE_CONFIG))
         self.processor.save_pretrained(directory)
         (directory / META).write_text(json.dumps(meta or {}, indent=2, default=str) + "\n")
+        if self.config.lora.enabled and not full:  # peft's own files: PeftModel.from_pretrained(base, directory)
+            write_peft_adapter(self.backbone, directory)
         write_sentence_transformers_files(directory)  # SentenceTransformer(directory) loads it (moon_cli.model.st)
         (directory / "README.md").write_text(render_card(self.config, meta or {}))
 
@@ -235,10 +273,11 @@ class MoonModel(nn.Module):
             embeddings = torch.nn.functional.normalize(pooled.float(), dim=-1)  # (B, H)
             losses = [load_balancing_loss(lg, self.config.moe.top_k) for lg in self.routing.router_logits]
             balance = torch.stack(losses).mean() if losses else embeddings.new_zeros(())
+            visual, text, has_v, has_t = modality_means(hidden, batch.attention_mask, batch.token_types)
         finally:
             self.routing.end()
         self._forget_rope_deltas()
-        return MoonOutput(embeddings, balance)
+        return MoonOutput(embeddings, balance, visual, text, (has_v & has_t).squeeze(-1))
 
     def _forget_rope_deltas(self) -> None:
         if hasattr(self.base, "rope_deltas"):
@@ -268,6 +307,29 @@ class MoonModel(nn.Module):
     def encode_queries(self, queries: list[dict], batch_size: int = 32) -> torch.Tensor:
         """(N, D) embeddings of queries: dicts with ``text`` and/or ``image``."""
         return self._encode(queries, self.processor.encode_query, batch_size)
+
+
+def _check_ecosystem_files(ckpt: Path) -> None:
+    """The files other libraries load (sentence-transformers' JSON, peft's adapter) are readable, or a one-line
+    error names the damaged one — moon itself does not need them, the tools the checkpoint promises do."""
+    from safetensors import safe_open
+
+    for name in ("modules.json", "config_sentence_transformers.json", "adapter_config.json"):
+        path = ckpt / name
+        if path.is_file():
+            try:
+                json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise MoonError(f"{path}: not readable JSON ({exc}); the checkpoint is damaged — restore it, or "
+                                f"re-save it with MoonModel.save_pretrained") from None
+    adapter = ckpt / "adapter_model.safetensors"
+    if adapter.is_file():
+        try:
+            with safe_open(str(adapter), "pt") as f:
+                list(f.keys())
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error type for damaged files
+            raise MoonError(f"{adapter}: not a readable safetensors file ({_first_line(exc)}); the checkpoint is "
+                            f"damaged — restore it or re-train") from None
 
 
 def _first_line(exc: Exception, containing: str | None = None) -> str:

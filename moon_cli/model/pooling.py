@@ -43,15 +43,21 @@ def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return masked_mean(hidden, mask)
 
 
-def balanced_pool(hidden: torch.Tensor, mask: torch.Tensor, token_types: torch.Tensor) -> torch.Tensor:
-    """½·n(mean of visual tokens) + ½·n(mean of content-text tokens) → (B, H); one modality alone if the
-    other is absent. Padding (mask 0) and template / delimiter tokens never count."""
+def modality_means(hidden: torch.Tensor, mask: torch.Tensor, token_types: torch.Tensor):
+    """The unit-norm mean of the visual tokens and of the content-text tokens: v (B, H), t (B, H) (0 where a
+    row has none), and which rows have each, has_v (B, 1), has_t (B, 1)."""
     real = mask.bool()  # (B, L)
     visual = real & _is_any(token_types, VISUAL_TYPES)  # (B, L)
     text = real & _is_any(token_types, TEXT_TYPES)  # (B, L)
     v = F.normalize(masked_mean(hidden, visual).float(), dim=-1)  # (B, H), 0 where a row has no visual token
     t = F.normalize(masked_mean(hidden, text).float(), dim=-1)  # (B, H)
-    has_v, has_t = visual.any(1, keepdim=True), text.any(1, keepdim=True)  # (B, 1)
+    return v, t, visual.any(1, keepdim=True), text.any(1, keepdim=True)
+
+
+def balanced_pool(hidden: torch.Tensor, mask: torch.Tensor, token_types: torch.Tensor) -> torch.Tensor:
+    """½·n(mean of visual tokens) + ½·n(mean of content-text tokens) → (B, H); one modality alone if the
+    other is absent. Padding (mask 0) and template / delimiter tokens never count."""
+    v, t, has_v, has_t = modality_means(hidden, mask, token_types)
     both = has_v & has_t
     pooled = torch.where(both, 0.5 * (v + t), v + t)  # the absent modality's mean is 0
     # a row with neither (only template tokens) falls back to the plain mean, so it is never a zero vector

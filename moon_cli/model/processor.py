@@ -193,10 +193,31 @@ class MoonProcessor:
                                      patch_size=vision_cfg.patch_size, merge_size=vision_cfg.spatial_merge_size,
                                      temporal_patch_size=vision_cfg.temporal_patch_size)
 
+    @staticmethod
+    def image_processor_of(source: str, revision: str | None, input_cfg: InputConfig):
+        """A backbone's own image processor — its preprocessor_config.json decides patch size, mean and std —
+        sized by ``input_cfg`` (at most image_size² pixels)."""
+        from transformers import AutoImageProcessor
+
+        side = input_cfg.image_size
+        try:
+            return AutoImageProcessor.from_pretrained(source, revision=revision, min_pixels=(side // 2) ** 2,
+                                                      max_pixels=side * side)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"backbone '{source}': no readable image processor config ({str(exc).splitlines()[0]})") from None
+
     @classmethod
     def from_pretrained(cls, directory: Path, input_cfg: InputConfig) -> "MoonProcessor":
-        from transformers import AutoTokenizer, Qwen2VLImageProcessor
+        import json
+
+        from transformers import AutoImageProcessor, AutoTokenizer
+
+        from moon_cli.model import mini
 
         tokenizer = AutoTokenizer.from_pretrained(str(directory))
-        image_processor = Qwen2VLImageProcessor.from_pretrained(str(directory))
+        saved = json.loads((Path(directory) / "preprocessor_config.json").read_text())
+        if saved.get("image_processor_type") == mini.PROCESSOR_TYPE:
+            image_processor = mini.FixedGridImageProcessor.from_config(saved)
+        else:
+            image_processor = AutoImageProcessor.from_pretrained(str(directory))
         return cls(tokenizer, image_processor, input_cfg)

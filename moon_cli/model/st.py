@@ -22,7 +22,6 @@ from typing import Any
 
 from sentence_transformers.base.modules.input_module import InputModule
 
-from moon_cli.model.st_files import CLASS_REF
 
 PRODUCT_FIELDS = ("title", "image_paths", "images", "category_path", "attributes", "item_id")
 

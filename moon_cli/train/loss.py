@@ -43,3 +43,19 @@ def matryoshka_info_nce(queries: torch.Tensor, candidates: torch.Tensor, targets
         c = F.normalize(candidates[:, :d], dim=-1) if d < full else candidates
         losses.append(info_nce(q, c, targets, mask, logit_scale))
     return torch.stack(losses).mean()
+
+
+def alignment_loss(visual: torch.Tensor, text: torch.Tensor, has_both: torch.Tensor,
+                   logit_scale: torch.Tensor) -> torch.Tensor:
+    """Intra-product image↔text alignment (MOON2.0's product-level alignment): symmetric InfoNCE that pairs
+    each product's visual-token mean with its own content-text mean against the batch's other products.
+
+    visual, text (N, D) unit-norm per-product modality means; has_both (N,) the products that have both
+    (the others do not take part). Zero when fewer than two products have both.
+    """
+    v, t = visual[has_both], text[has_both]  # (M, D)
+    if len(v) < 2:
+        return visual.new_zeros(())
+    logits = logit_scale * v @ t.T  # (M, M)
+    targets = torch.arange(len(v), device=v.device)
+    return 0.5 * (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets))

@@ -107,6 +107,7 @@ def _build_data(cfg: TrainConfig, req: TrainRequest):
 
 
 def _build_model(cfg: TrainConfig, req: TrainRequest, device: torch.device, resume_from: Path | None):
+    from moon_cli.model.backbone import is_random_init
     from moon_cli.model.config import MoonConfig
     from moon_cli.model.moon import MoonModel
     from moon_cli.model.resolve import resolve
@@ -127,7 +128,7 @@ def _build_model(cfg: TrainConfig, req: TrainRequest, device: torch.device, resu
     if cfg.gradient_checkpointing:
         overrides.setdefault("backbone", {})["gradient_checkpointing"] = True
     ref = resolve(req.model)
-    if ref.kind == "preset":  # nothing pretrained to preserve: the random vision tower must learn too
+    if ref.kind == "preset" and is_random_init(ref.name):  # nothing pretrained to preserve: the vision tower learns too
         overrides.setdefault("backbone", {}).setdefault("freeze_vision", False)
     torch.manual_seed(cfg.seed)  # LoRA / expert init identical on every rank
     if ref.kind == "preset":
@@ -135,16 +136,36 @@ def _build_model(cfg: TrainConfig, req: TrainRequest, device: torch.device, resu
     elif ref.kind == "hub":
         model = MoonModel.from_pretrained(ref.name, overrides)
     else:
-        model = MoonModel.from_pretrained(req.model)  # continue from a checkpoint (e.g. a pretrain run)
-        if not req.use_moe and model.config.moe.enabled:
-            raise MoonError(f"--no-moe: the checkpoint {req.model} was trained with the guided MoE; "
-                            f"start the ablation from a new model instead")
+        model = _from_checkpoint(req)
         model.config.input.use_crops = req.use_crops and model.config.input.use_crops
         if cfg.matryoshka_dims:
             model.config.pooling.matryoshka_dims = cfg.matryoshka_dims
     if model.config.backbone.gradient_checkpointing:
         model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model.to(device)
+
+
+def _from_checkpoint(req: TrainRequest):
+    """Continue from a checkpoint (e.g. a pre-training run), as the variant asks: a dense checkpoint gets the
+    guided MoE (experts copied from its trained FFNs: MOON Embedding's variants all start from one pre-trained
+    model), ``--arch dual`` reads it with two towers; an MoE checkpoint cannot drop its experts."""
+    from moon_cli.model.config import MoonConfig
+    from moon_cli.model.moon import MoonModel
+
+    model = MoonModel.from_pretrained(req.model)
+    if not req.use_moe and model.config.moe.enabled:
+        raise MoonError(f"--no-moe: the checkpoint {req.model} was trained with the guided MoE; "
+                        f"start the ablation from a dense checkpoint (pre-train with --no-moe) or a new model")
+    if req.arch == "dual":
+        if model.config.moe.enabled:
+            raise MoonError(f"--arch dual: the checkpoint {req.model} has the guided MoE; the dual encoder has none "
+                            f"— start it from a dense checkpoint (pre-train with --no-moe)")
+        model.config.backbone.arch = "dual"
+        model.config.input.use_crops, model.config.input.max_images = False, 1
+    elif req.use_moe and not model.config.moe.enabled:
+        moe = MoonConfig.for_backbone(model.config.backbone.name).updated(req.config_overrides).moe
+        model.add_guided_moe(moe)
+    return model
 
 
 def run_training(cfg: TrainConfig, req: TrainRequest) -> dict:

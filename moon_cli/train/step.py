@@ -20,7 +20,7 @@ from moon_cli.model.moon import MoonModel
 from moon_cli.model.processor import Sequence
 from moon_cli.train.data import TrainBatch
 from moon_cli.train.dist import DistInfo, gather_with_local_grad
-from moon_cli.train.loss import NO_ITEM, false_negative_mask, matryoshka_info_nce
+from moon_cli.train.loss import NO_ITEM, alignment_loss, false_negative_mask, matryoshka_info_nce
 from moon_cli.train.queue import EmbeddingQueue
 
 
@@ -33,13 +33,15 @@ class StepOptions:
     grad_cache: bool = False
     chunk_size: int = 8
     bf16: bool = False
+    align_weight: float = 0.0  # weight of the intra-product image↔text alignment term (plain step only)
 
 
 @dataclass
 class StepResult:
-    loss: torch.Tensor  # contrastive + weighted balance (detached)
+    loss: torch.Tensor  # contrastive + weighted balance + weighted alignment (detached)
     contrastive: torch.Tensor
     balance: torch.Tensor
+    align: torch.Tensor  # the alignment term (0 when its weight is 0)
     pool: int  # candidate columns per query (excluding padding)
     gathered: int  # of which came from other ranks
     queued: int  # of which came from the queue
@@ -72,10 +74,10 @@ class ContrastiveStep:
         out = emb.new_zeros((n, emb.shape[-1]))
         return out.index_copy(0, idx.to(emb.device), emb)
 
-    def _embed_plain(self, seqs: list[Sequence | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _embed_plain(self, seqs: list[Sequence | None]):
         valid, idx = self._valid(seqs)
         out = self._forward(valid)
-        return self._place(out.embeddings, idx, len(seqs)), out.balance_loss
+        return self._place(out.embeddings, idx, len(seqs)), out
 
     def _chunks(self, seqs: list[Sequence]) -> list[list[Sequence]]:
         c = max(1, self.opts.chunk_size)
@@ -140,12 +142,16 @@ class ContrastiveStep:
     # ------------------------------------------------------------------------------------------ step
     def __call__(self, batch: TrainBatch) -> StepResult:
         """Forward + backward for one batch; gradients accumulate into the parameters (caller steps)."""
+        align = torch.zeros(())
         if not self.opts.grad_cache:
-            q, q_bal = self._embed_plain(batch.queries)
-            p, p_bal = self._embed_plain(batch.products)
+            q, q_out = self._embed_plain(batch.queries)
+            p, p_out = self._embed_plain(batch.products)
             contrastive, pool, gathered, queued, products, ids = self.pool_loss(q, p, batch)
-            balance = 0.5 * (q_bal + p_bal)
+            balance = 0.5 * (q_out.balance_loss + p_out.balance_loss)
             loss = contrastive + self.opts.balance_weight * balance
+            if self.opts.align_weight > 0:
+                align = alignment_loss(p_out.visual, p_out.text, p_out.has_both, self.log_scale.exp())
+                loss = loss + self.opts.align_weight * align
             loss.backward()
         else:
             q, q_cache = self._embed_cached(batch.queries)
@@ -154,7 +160,8 @@ class ContrastiveStep:
             contrastive.backward()  # fills q.grad, p.grad (and the temperature's grad)
             balance = 0.5 * (self._replay_backward(q_cache, q.grad) + self._replay_backward(p_cache, p.grad))
             loss = contrastive.detach() + self.opts.balance_weight * balance
-        return StepResult(loss.detach(), contrastive.detach(), balance.detach(), pool, gathered, queued, products, ids)
+        return StepResult(loss.detach(), contrastive.detach(), balance.detach(), align.detach(), pool, gathered, queued,
+                          products, ids)
 
 
 def _rng_state(device: torch.device):

@@ -42,6 +42,7 @@ class TrainConfig:
     steps: int = 200
     batch_size: int = 16
     lr: float = 2e-4
+    new_lr: float | None = None  # rate of the weights with no pretrained value (projector, routers); None = lr
     weight_decay: float = 0.01
     warmup: float = 0.05  # share of steps with linear warm-up
     temperature: float = 0.05  # initial τ
@@ -54,6 +55,9 @@ class TrainConfig:
     use_queue: bool = True
     use_gather: bool = True
     matryoshka_dims: list[int] = field(default_factory=list)
+    # weight of the intra-product image↔text alignment term (MOON2.0): each product's visual-token mean
+    # against its own text-token mean, InfoNCE over the batch's products (0 = off, the paper's MOON)
+    align_weight: float = 0.0
     grad_cache: bool = False
     chunk_size: int = 8
     modality_mix: dict[str, float] = field(default_factory=lambda: {"image": 12, "text": 3, "multimodal": 2})
@@ -80,6 +84,7 @@ class TrainConfig:
 # leaves them stale), so it is opt-in there.
 RECIPES: dict[str, dict] = {
     "tiny": {"lr": 1e-3, "queue_size": 0},
+    "tiny-qwen3": {"lr": 1e-3, "queue_size": 0},
 }
 
 
@@ -107,10 +112,17 @@ class Trainer:
         # log-parametrised 1/τ (as CLIP): multiplicative steps, so a rate that suits it moves τ within a run
         self.log_scale = torch.nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature), device=device),
                                             requires_grad=cfg.learn_temperature)
-        self.params = [p for p in model.parameters() if p.requires_grad]
-        decay = [p for p in self.params if p.ndim >= 2]
-        no_decay = [p for p in self.params if p.ndim < 2]
-        groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        self.params = [p for _, p in named]
+        # without --new-lr one rate for all (and the optimiser state of runs from before it still resumes)
+        splits = [(cfg.lr, named)] if cfg.new_lr is None else [
+            (cfg.lr, [(n, p) for n, p in named if not model.is_new_parameter(n)]),
+            (cfg.new_lr, [(n, p) for n, p in named if model.is_new_parameter(n)])]
+        groups = []
+        for lr, mine in splits:
+            groups += [{"params": [p for _, p in mine if p.ndim >= 2], "weight_decay": cfg.weight_decay, "lr": lr},
+                       {"params": [p for _, p in mine if p.ndim < 2], "weight_decay": 0.0, "lr": lr}]
+        groups = [g for g in groups if g["params"]]
         if cfg.learn_temperature:
             groups.append({"params": [self.log_scale], "weight_decay": 0.0, "lr": cfg.temperature_lr})
         self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
@@ -126,7 +138,8 @@ class Trainer:
                            # gradients are summed over ranks when gathering: keep the balance term's scale
                            balance_weight=(model.config.moe.balance_weight / (info.world_size if cfg.use_gather else 1)
                                            if model.config.moe.enabled else 0.0),
-                           grad_cache=cfg.grad_cache, chunk_size=cfg.chunk_size, bf16=cfg.bf16)
+                           grad_cache=cfg.grad_cache, chunk_size=cfg.chunk_size, bf16=cfg.bf16,
+                           align_weight=cfg.align_weight)
         self.step_fn = ContrastiveStep(model, self.log_scale, opts, info, self.queue)
         self.gallery = gallery_rows(data, cfg.val_gallery, cfg.seed)
         self.step = 0
@@ -257,7 +270,7 @@ class Trainer:
             samples += cfg.batch_size * self.info.world_size
             dt = time.perf_counter() - t0
             record = {"step": self.step, "loss": float(res.loss), "contrastive": float(res.contrastive),
-                      "balance": float(res.balance), "lr": self.scheduler.get_last_lr()[0],
+                      "balance": float(res.balance), "align": float(res.align), "lr": self.scheduler.get_last_lr()[0],
                       "temperature": self.temperature, "pool": res.pool, "gathered": res.gathered,
                       "queue": res.queued, "samples_per_s": cfg.batch_size * self.info.world_size / dt,
                       "modalities": {m: batch.modalities.count(m) for m in sorted(set(batch.modalities))}}

@@ -47,6 +47,11 @@ def ctr(behavior, catalog, embeddings, output, seq_lens, seeds, epochs, test_fra
     --embeddings also a content module over those clicks — a histogram of the target item's cosine to
     each (SimTier) and target attention over projected embeddings. Split by time; reports test AUC and
     GAUC (per-user AUC weighted by impressions), mean ± std over seeds, per sequence length.
+
+    \b
+    Example (each runs in tests/test_docs.py):
+      moon ctr world/behavior.parquet --catalog world/catalog.parquet -e model=embeddings.parquet \\
+        -e untrained=untrained.parquet -e minilm=minilm.parquet -o ctr --seeds 0 --seq-lens 2,8
     """
     import time
     from dataclasses import asdict

@@ -26,6 +26,10 @@ def detect(input_path, output, weights, crops_dir, conf, batch_size, overwrite, 
     image_path column, or - (such a table on stdin). One row per image:
     image_path, bbox, score, crop_path, status (ok / no_detection / error), error. Unreadable images
     get status=error and the run goes on.
+
+    \b
+    Example (each runs in tests/test_docs.py):
+      moon detect world -o detections.parquet --weights detector
     """
     import time
 

@@ -29,6 +29,10 @@ def detect_train(boxes, output: Path, epochs, imgsz, model_yaml, max_images, bat
     on a held-out split (mAP50, mAP50-95) and reports the IoU of the top box with the ground truth on
     held-out images. The default (yolov8n, 128 px, 1,000 images, 10 epochs) takes a few minutes on 2
     cores.
+
+    \b
+    Example (each runs in tests/test_docs.py):
+      moon detect-train world/boxes.parquet -o detector --epochs 1 --imgsz 64 --max-images 40
     """
     from moon_cli.contracts import BOXES
     from moon_cli.detect.train import train_detector

@@ -46,6 +46,12 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
     Writes id, vector (float32, unit norm), status / error (a row that fails is reported, not fatal)
     and the input's columns. The model's identity is stored in the file's metadata. When every row
     fails the exit code is 1.
+
+    \b
+    Example (each runs in tests/test_docs.py):
+      moon embed world/catalog.parquet -m model --detections detections.parquet -o embeddings.parquet
+      moon embed world/catalog.parquet -m tiny -o untrained.parquet
+      moon embed world/catalog.parquet -m minilm -o minilm.parquet   # make baselines
     """
     import os
     import tempfile

@@ -22,12 +22,22 @@ from moon_cli.options import model_option, output_option, overwrite_option, quie
 def evaluate(bench_dir, model_name, output, detections, label, compare, batch_size, overwrite, quiet):
     """Evaluate MODEL on BENCH_DIR (e.g. WORLD/bench): Recall@1/5/10, MRR, nDCG@10 for image, text,
     multimodal and product queries; zero-shot category accuracy per level and attribute accuracy per
-    type. A missing task file skips that task with a warning."""
+    type. A missing task file skips that task with a warning.
+
+    \b
+    Example (each runs in tests/test_docs.py):
+      moon evaluate world/bench -m model --detections detections.parquet -o eval/model --label model
+      moon evaluate world/bench -m tiny -o eval/untrained --label untrained
+      moon evaluate world/bench -m minilm -o eval/minilm --label minilm --compare eval/model --compare eval/untrained
+    """
     from moon_cli.contracts import DETECTIONS
     from moon_cli.embed.encoders import load_encoder
     from moon_cli.eval.bench import load_bench
     from moon_cli.eval.evaluate import evaluate as run_eval
+    from moon_cli.eval.evaluate import headline
     from moon_cli.eval.report import load_metrics, summary_table, write_report
+    from moon_cli.model.card import record_evaluation
+    from moon_cli.model.resolve import resolve
     from moon_cli.io import atomic_dir, ensure_new_dir, read_table
 
     ensure_new_dir(output, overwrite)  # before the evaluation, not after it
@@ -41,5 +51,7 @@ def evaluate(bench_dir, model_name, output, detections, label, compare, batch_si
     with atomic_dir(output, overwrite=overwrite) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(run, indent=2) + "\n")
         write_report(tmp, run, others)
+    if resolve(model_name).kind == "checkpoint":  # the model card shows the bench figures it was measured at
+        record_evaluation(Path(model_name), str(bench_dir), headline(run))
     click.echo(f"moon evaluate: wrote {output} ({results['seconds']:.1f} s)", err=True)
     click.echo(summary_table([run] + others))

@@ -23,6 +23,10 @@ def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output, overwrite):
     variant with the same label. For every bench metric (Recall@10 per retrieval task, mean accuracy of
     classification / attributes): the slope of Δ downstream AUC (vs the ID-only CTR model) against the
     metric, R², and Spearman's rank correlation. The metric that ranks the versions best translates best.
+
+    \b
+    Example (each runs in tests/test_docs.py):
+      moon exchange-rate eval/model eval/untrained eval/minilm --ctr ctr -o exchange.json
     """
     import numpy as np
 

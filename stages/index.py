@@ -29,9 +29,8 @@ def index(embeddings, output, index_type, recall_target, append, overwrite, quie
     --recall-target; they are stored with the index and used by every search.
 
     \b
-    Example:
-      moon index runs/demo/embeddings.parquet -o runs/demo/index
-      moon index more.parquet -o runs/demo/index --append
+    Example (each runs in tests/test_docs.py):
+      moon index embeddings.parquet -o index
     """
     import pyarrow as pa
 

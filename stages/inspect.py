@@ -12,11 +12,30 @@ import click
 @click.option("--head", type=click.IntRange(min=0), default=0, show_default=True, help="Also print the first N rows.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
 def inspect(path: str, contract_name, head: int, as_json: bool):
-    """Describe the artifact at PATH (a Parquet file, or - for an Arrow stream on stdin)."""
+    """Describe the artifact at PATH: a Parquet file (or - for an Arrow stream on stdin): rows, columns, manifest,
+    per-status counts; or a directory artifact: an index (rows, model, index type, search settings, recall), a
+    checkpoint (backbone, parameters, step, metrics), an evaluation or CTR report (headline metrics), a detector or a
+    world.
+
+    \b
+    Example (each runs in tests/test_docs.py):
+      moon inspect pairs.parquet --contract pairs --head 3
+      moon inspect index
+    """
+    from pathlib import Path
+
     from moon_cli.contracts import CONTRACTS
     from moon_cli.errors import MoonError
     from moon_cli.io import read_table
 
+    if path != "-" and Path(path).is_dir():
+        from moon_cli.artifacts import describe_dir, format_dir
+
+        if contract_name or head:
+            raise MoonError(f"{path}: --contract and --head apply to tables; this is a directory artifact")
+        info = describe_dir(Path(path))
+        click.echo(json.dumps(info, default=str) if as_json else format_dir(info))
+        return
     contract = None
     if contract_name is not None:
         if contract_name not in CONTRACTS:

@@ -31,6 +31,10 @@ def mine_pairs(behavior, output, catalog, events, test_from: datetime, test_frac
     (carts and clicks with --events). Purchases with no query (feeds) are not search positives. One
     row per distinct (query, item), with the number of sessions behind it, the time it was first
     seen, a train / test split by time, and the strongest event behind it.
+
+    \b
+    Example (each runs in tests/test_docs.py):
+      moon mine-pairs world/behavior.parquet --catalog world/catalog.parquet -o pairs.parquet
     """
     from moon_cli.contracts import CATALOG, PAIRS
     from moon_cli.data.pairs import KNOWN_EVENTS, behavior_files, mine_pairs as mine

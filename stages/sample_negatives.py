@@ -30,6 +30,10 @@ def sample_negatives(pairs, catalog, output, per_pair, strategy, embeddings, mar
     within --margin of the positive; random; mixed: half same-category, half embedding. Never a
     positive of the same query, and (--query-aware) never a same-leaf product that matches every
     attribute the query states.
+
+    \b
+    Example (each runs in tests/test_docs.py):
+      moon sample-negatives pairs.parquet --catalog world/catalog.parquet -o negatives.parquet --per-pair 4
     """
     from moon_cli.contracts import CATALOG, EMBEDDINGS, NEGATIVES, PAIRS, check_schema
     from moon_cli.data.negatives import sample_negatives as sample, score_table

@@ -26,10 +26,9 @@ def search(index_dir, model_name, text, image, queries_path, where, k, batch_siz
     columns), or with --queries FILE (one JSON line per query: its id and its hits, or its error).
 
     \b
-    Example:
-      moon search runs/demo/index -m runs/demo/model --text "red cotton tee" -k 5 \\
-        --where "array_has(category_path, 'tops')"
-      moon search runs/demo/index -m runs/demo/model --queries runs/demo/world/queries.parquet > hits.jsonl
+    Example (each runs in tests/test_docs.py):
+      moon search index -m model --text "red cotton tee" -k 5 --where "array_has(category_path, 'Apparel')"
+      moon search index -m model --queries world/bench/text_queries.parquet -k 10
     """
     from moon_cli.errors import MoonError
     from moon_cli.serve.engine import SearchEngine

@@ -28,10 +28,8 @@ def serve(index_dir, model_name, host, port, detector, images_root, max_upload_m
     /healthz, and a search page at /. The model and index load once.
 
     \b
-    Example:
-      moon serve runs/demo/index -m runs/demo/model --detector runs/demo/detector
-      # then open http://127.0.0.1:8000, or:
-      curl -s localhost:8000/search -H 'content-type: application/json' -d '{"text": "red tee", "k": 5}'
+    Example (each runs in tests/test_docs.py):
+      moon serve index -m model --port 8000   # then open http://127.0.0.1:8000
     """
     import uvicorn
 

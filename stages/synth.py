@@ -24,6 +24,10 @@ def synth(out_dir: Path, products: int, seed: int, image_size: int, workers, ove
     behavior.parquet (search sessions with text / image / multimodal queries, impressions, clicks,
     carts, purchases), boxes.parquet (the core product's box in every photo), images/, queries/ and
     bench/ (held-out MBE-style evaluation tasks; see bench/README.md). Deterministic for a seed.
+
+    \b
+    Example (each runs in tests/test_docs.py):
+      moon synth world --products 120 --seed 0
     """
     from moon_cli.io import atomic_dir
     from moon_cli.synth.world import build_world

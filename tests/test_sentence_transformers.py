@@ -71,3 +71,17 @@ def test_the_module_loads_without_trusting_code_and_junk_inputs_are_refused(chec
     assert model.encode(["red mug"]).shape == (1, 256)
     with pytest.raises(ValueError, match="MOON encodes text, images and products"):
         model.encode([{"colour": "red"}])
+
+
+def test_the_model_card_names_base_recipe_data_and_the_bench_figures(checkpoint, world_template, tmp_path):
+    card = (checkpoint / "README.md").read_text()
+    assert "backbone: `tiny`" in card and "10 steps of batch 4" in card and "fingerprint" in card
+    assert "Apache-2.0" in card and "Intended use" in card
+    r = run_moon("evaluate", world_template / "bench", "-m", checkpoint, "-o", tmp_path / "eval", "-q")
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    recall = metrics["retrieval"]["text_to_product"]["recall@10"]
+    card = (checkpoint / "README.md").read_text()
+    assert "## Evaluation" in card and f"| text_to_product | {recall:.4f} |" in card
+    meta = json.loads((checkpoint / "meta.json").read_text())
+    assert meta["evaluations"][str(world_template / "bench")]["text_to_product"] == recall

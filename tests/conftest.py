@@ -46,6 +46,16 @@ def world(world_template, tmp_path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mined_pairs(world_template, tmp_path_factory) -> Path:
+    """The small world's query → purchase pairs (read-only)."""
+    out = tmp_path_factory.mktemp("pairs") / "pairs.parquet"
+    w = world_template
+    r = run_moon("mine-pairs", w / "behavior.parquet", "--catalog", w / "catalog.parquet", "-o", out, "-q")
+    assert r.exit_code == 0, r.output
+    return out
+
+
+@pytest.fixture(scope="session")
 def catalog_index(world_template, tmp_path_factory):
     """The small world's catalogue embedded by the tiny model and indexed: (dir holding idx/, index summary)."""
     d = tmp_path_factory.mktemp("index")

@@ -35,11 +35,8 @@ def hub_folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def pairs(world_template, tmp_path_factory):
-    d = tmp_path_factory.mktemp("export-pairs")
-    assert run_moon("mine-pairs", world_template / "behavior.parquet", "--catalog", world_template / "catalog.parquet",
-                    "-o", d / "pairs.parquet", "-q").exit_code == 0
-    return d / "pairs.parquet"
+def pairs(mined_pairs):
+    return mined_pairs
 
 
 def train(pairs, world, out, *extra):

@@ -115,12 +115,8 @@ def test_the_dual_towers_never_see_the_other_modality(world_template):
 
 
 @pytest.fixture(scope="module")
-def pairs(world_template, tmp_path_factory):
-    d = tmp_path_factory.mktemp("mini-train")
-    w = world_template
-    assert run_moon("mine-pairs", w / "behavior.parquet", "--catalog", w / "catalog.parquet",
-                    "-o", d / "pairs.parquet", "-q").exit_code == 0
-    return d / "pairs.parquet"
+def pairs(mined_pairs):
+    return mined_pairs
 
 
 def test_a_few_training_steps_lower_the_loss(pairs, world_template, tmp_path):

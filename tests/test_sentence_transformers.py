@@ -12,12 +12,10 @@ st = pytest.importorskip("sentence_transformers")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(world_template, tmp_path_factory):
+def checkpoint(world_template, mined_pairs, tmp_path_factory):
     d = tmp_path_factory.mktemp("st")
     w = world_template
-    assert run_moon("mine-pairs", w / "behavior.parquet", "--catalog", w / "catalog.parquet",
-                    "-o", d / "pairs.parquet", "-q").exit_code == 0
-    r = run_moon("train", d / "pairs.parquet", "--catalog", w / "catalog.parquet", "-o", d / "ckpt", "--steps", 10,
+    r = run_moon("train", mined_pairs, "--catalog", w / "catalog.parquet", "-o", d / "ckpt", "--steps", 10,
                  "--batch-size", 4, "--val-every", 0, "--queue-size", 16, "-q")
     assert r.exit_code == 0, r.output
     return d / "ckpt"

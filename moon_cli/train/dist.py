@@ -1,7 +1,8 @@
 """Data parallelism without a DDP wrapper: every rank computes the loss over the gathered batch with its own
 slice differentiable, and gradients are summed across ranks — exact for the global contrastive loss, and
-compatible with GradCache's several forwards per step. Works under `torchrun` and `accelerate launch`
-(they both set RANK / WORLD_SIZE / LOCAL_RANK); gloo on CPU, nccl on GPU.
+compatible with GradCache's several forwards per step. Runs under `torchrun` (it sets RANK / WORLD_SIZE /
+LOCAL_RANK); gloo on CPU, nccl on GPU. Any launcher that sets those variables works the same way; only
+torchrun is tested (`accelerate launch --cpu --num_processes 2` started a single process on these machines).
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """Recall@k of an approximate search against exact search, and the cheapest setting that reaches a target.
 
-One check for every search path (LanceDB's index, the in-memory FAISS copy): query with a sample of stored
-vectors, each vector's own row left out of both the truth and the answer (finding a query's own row is free
-for every index and would flatter recall).
+One check for every search path (LanceDB's index, the in-memory FAISS copy). The queries stand in for fresh
+ones: a sample of stored vectors, each moved away from itself by its own nearest-neighbour distance in a
+random direction. (Stored vectors as queries flatter an IVF index: a stored vector sits inside the partition
+it was assigned to, and so do its neighbours, while a fresh query near a partition boundary does not —
+measured at 1 M clustered rows: 0.95 on stored vectors, 0.935 on fresh queries, same settings.)
 """
 
 from __future__ import annotations
@@ -16,24 +18,40 @@ Setting = TypeVar("Setting")
 RowSearch = Callable[[Setting, np.ndarray, int], list[list[int]]]
 
 
-def sample_truth(vectors: np.ndarray, sample: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
-    """(picked rows (m,), their exact top-k neighbours without themselves (m, k), k)."""
-    n = len(vectors)
-    k = min(10, n - 1)
-    picks = np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False)
-    truth = []
-    for start in range(0, len(picks), 256):
-        chunk = picks[start:start + 256]
-        scores = vectors[chunk] @ vectors.T  # (m, N) cosine: rows are unit vectors
-        scores[np.arange(len(chunk)), chunk] = -np.inf
-        truth.append(np.argpartition(-scores, k - 1, axis=1)[:, :k])
-    return picks, np.concatenate(truth) if truth else np.zeros((0, k), int), k
+def exact_top(queries: np.ndarray, vectors: np.ndarray, k: int, skip: np.ndarray | None = None) -> np.ndarray:
+    """(m, k) rows of the k most cosine-similar vectors to each query (unit rows); ``skip`` (m,): a row to leave out."""
+    out = []
+    for start in range(0, len(queries), 256):
+        scores = queries[start:start + 256] @ vectors.T  # (m, N)
+        if skip is not None:
+            scores[np.arange(len(scores)), skip[start:start + 256]] = -np.inf
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # (m, k)
+        order = np.argsort(-np.take_along_axis(scores, top, 1), axis=1)
+        out.append(np.take_along_axis(top, order, 1))
+    return np.concatenate(out) if out else np.zeros((0, k), int)
 
 
-def recall_of(found: list[list[int]], picks: np.ndarray, truth: np.ndarray, k: int) -> float:
-    hits = sum(len(set([r for r in rows if r != own][:k]) & set(expected.tolist()))
-               for rows, own, expected in zip(found, picks.tolist(), truth))
-    return hits / max(1, len(picks) * k)
+def fresh_queries(vectors: np.ndarray, sample: int = 200, seed: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """(queries (m, D) like fresh ones, their exact top-k rows (m, k), k): sampled stored vectors, each moved by
+    its nearest-neighbour distance in a random direction."""
+    n, dim = vectors.shape
+    k = min(10, n)
+    rng = np.random.default_rng(seed)
+    picks = rng.choice(n, size=min(sample, n), replace=False)
+    base = vectors[picks]  # (m, D)
+    nearest = exact_top(base, vectors, 1, skip=picks)[:, 0]  # (m,)
+    gap = np.linalg.norm(base - vectors[nearest], axis=1, keepdims=True)  # (m, 1) nearest-neighbour distance
+    step = rng.normal(size=base.shape).astype(np.float32)
+    step -= (step * base).sum(1, keepdims=True) * base  # orthogonal to the vector: a move, not a rescale
+    step *= gap / np.maximum(np.linalg.norm(step, axis=1, keepdims=True), 1e-12)
+    queries = base + step
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    return queries, exact_top(queries, vectors, k), k
+
+
+def recall_of(found: list[list[int]], truth: np.ndarray, k: int) -> float:
+    hits = sum(len(set(rows[:k]) & set(expected.tolist())) for rows, expected in zip(found, truth))
+    return hits / max(1, len(truth) * k)
 
 
 def first_reaching(candidates: Iterable[Setting], search: RowSearch, vectors: np.ndarray, target: float,
@@ -44,9 +62,9 @@ def first_reaching(candidates: Iterable[Setting], search: RowSearch, vectors: np
     candidates = list(candidates)
     if len(vectors) < 2:
         return candidates[0], 1.0, 0
-    picks, truth, k = sample_truth(vectors, sample)
+    queries, truth, k = fresh_queries(vectors, sample)
     for setting in candidates:
-        recall = recall_of(search(setting, vectors[picks], k + 1), picks, truth, k)
+        recall = recall_of(search(setting, queries, k), truth, k)
         if recall >= target:
             break
-    return setting, recall, len(picks)
+    return setting, recall, len(queries)

@@ -92,3 +92,14 @@ def test_every_stage_has_quiet_and_spells_batch_size_one_way():
         assert "--batch" not in visible, f"moon {name}: spell it --batch-size"
         if name not in ("inspect", "search", "exchange-rate"):  # the stages that only print
             assert "quiet" in params, f"moon {name} has no -q"
+
+
+def test_moon_model_naming_a_missing_path_gives_the_same_error_as_dash_m(world_template, tmp_path):
+    from click.testing import CliRunner
+
+    args = ["embed", str(world_template / "catalog.parquet"), "-o", str(tmp_path / "e.parquet"), "-q"]
+    via_env = CliRunner().invoke(cli, args, env={"MOON_MODEL": "./no/such/model"})
+    via_flag = CliRunner().invoke(cli, [*args, "-m", "./no/such/model"])
+    assert via_env.exit_code == via_flag.exit_code == 1
+    assert via_env.output == via_flag.output and "does not exist" in via_env.output
+    assert not (tmp_path / "e.parquet").exists()

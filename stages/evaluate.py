@@ -52,6 +52,10 @@ def evaluate(bench_dir, model_name, output, detections, label, compare, batch_si
         (tmp / "metrics.json").write_text(json.dumps(run, indent=2) + "\n")
         write_report(tmp, run, others)
     if resolve(model_name).kind == "checkpoint":  # the model card shows the bench figures it was measured at
-        record_evaluation(Path(model_name), str(bench_dir), headline(run))
+        try:
+            record_evaluation(Path(model_name), str(bench_dir), headline(run))
+        except OSError as exc:  # a read-only model directory: the report is written, the card stays as it was
+            click.echo(f"moon evaluate: warning: could not note the figures in {model_name}'s card ({exc.strerror})",
+                       err=True)
     click.echo(f"moon evaluate: wrote {output} ({results['seconds']:.1f} s)", err=True)
     click.echo(summary_table([run] + others))

@@ -101,7 +101,7 @@ class MoonModel(nn.Module):
     def is_new_parameter(self, name: str) -> bool:
         """True for weights with no pretrained value — the MoE routers, and `mini`'s projector — which may
         learn at their own (higher) rate while the pretrained weights move slowly."""
-        return ".router." in name or name.startswith("backbone.projector.") or ".projector." in name
+        return ".router." in name or ".projector." in name
 
     def num_parameters(self, trainable: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable)

@@ -72,9 +72,10 @@ def _mix(text: str) -> dict[str, float]:
 @click.option("--arch", type=click.Choice(["moon", "dual"]), default="moon", show_default=True,
               help="dual: the CLIP-style baseline (separate image and text towers, one photo, no crops, no MoE).")
 @click.option("--matryoshka", default=None, help="Also train these embedding prefix sizes, e.g. 64,128.")
-@click.option("--align-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--align-weight", type=click.FloatRange(min=0), default=None,
               help="Weight of the intra-product image↔text alignment term (MOON2.0): each product's photo tokens "
-                   "against its own text tokens, InfoNCE over the batch (0 = off, the MOON paper's recipe).")
+                   "against its own text tokens, InfoNCE over the batch (0 = off, the MOON paper's recipe) "
+                   "[default: the backbone's recipe (mini: 0.5), else 0].")
 @click.option("--grad-cache", is_flag=True, help="Chunked GradCache step: a large batch in bounded memory, same gradients.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=8, show_default=True, help="Sequences per GradCache chunk.")
 @click.option("--modality-mix", default="12:3:2", show_default=True, help="Query modality weights IMAGE:TEXT:MULTIMODAL.")
@@ -119,7 +120,7 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
     if objective == "pretrain" and catalog_views:
         raise MoonError("moon train: --catalog-views is a post-training option; --objective pretrain already "
                         "trains on every catalogue photo")
-    if align_weight > 0 and (arch == "dual" or grad_cache):
+    if align_weight is not None and align_weight > 0 and (arch == "dual" or grad_cache):
         raise MoonError(f"moon train: --align-weight aligns the photo and text tokens of MOON's one sequence; "
                         f"it does not combine with {'--arch dual' if arch == 'dual' else '--grad-cache'}")
     from moon_cli.contracts import CATALOG, DETECTIONS, NEGATIVES, PAIRS
@@ -131,6 +132,8 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
     recipe = recipe_for(resolve(model_name))
     lr = recipe.get("lr", TrainConfig.lr) if lr is None else lr
     new_lr = recipe.get("new_lr", TrainConfig.new_lr) if new_lr is None else new_lr
+    if align_weight is None:  # a recipe's alignment term applies where it can (not the dual, not GradCache)
+        align_weight = 0.0 if (arch == "dual" or grad_cache) else recipe.get("align_weight", TrainConfig.align_weight)
     queue_size = recipe.get("queue_size", TrainConfig.queue_size) if queue_size is None else queue_size
 
     cfg = TrainConfig(objective=objective, steps=steps, batch_size=batch_size, lr=lr, new_lr=new_lr,

@@ -122,12 +122,23 @@ def pairs(mined_pairs):
 def test_a_few_training_steps_lower_the_loss(pairs, world_template, tmp_path):
     out = tmp_path / "ckpt"
     r = run_moon("train", pairs, "--catalog", world_template / "catalog.parquet", "-m", "mini", "-o", out,
-                 "--steps", 8, "--batch-size", 8, "--val-every", 0, "--seed", 0, "-q")
+                 "--steps", 8, "--batch-size", 8, "--val-every", 0, "--seed", 0, "--lr", 2e-4, "--queue-size", 0,
+                 "--align-weight", 0, "-q")  # a fixed pool and one loss term: the losses compare across steps
     assert r.exit_code == 0, r.output
     losses = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert len(losses) == 8 and all(math.isfinite(x) for x in losses)
     assert sum(losses[-3:]) / 3 < sum(losses[:3]) / 3
     assert json.loads((out / "config.json").read_text())["backbone"]["freeze_vision"] is True
+
+    r = run_moon("train", pairs, "--catalog", world_template / "catalog.parquet", "-m", "mini", "-o", tmp_path / "rec",
+                 "--steps", 1, "--batch-size", 4, "--val-every", 0, "-q")
+    assert r.exit_code == 0, r.output
+    recipe = json.loads((tmp_path / "rec" / "run.json").read_text())["train"]  # README "The mini preset"
+    assert (recipe["lr"], recipe["new_lr"], recipe["align_weight"]) == (5e-5, 1e-3, 0.5)
+    r = run_moon("train", pairs, "--catalog", world_template / "catalog.parquet", "-m", "mini", "--arch", "dual",
+                 "-o", tmp_path / "dual", "--steps", 1, "--batch-size", 4, "--val-every", 0, "-q")
+    assert r.exit_code == 0, r.output  # the recipe's alignment term does not apply to the dual (no refusal)
+    assert json.loads((tmp_path / "dual" / "run.json").read_text())["train"]["align_weight"] == 0.0
 
 
 def test_a_missing_pretrained_part_names_what_to_install(pairs, world_template, tmp_path, monkeypatch):

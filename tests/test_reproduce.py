@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from moon_cli.eval.results import collect, paper_table
-from moon_cli.eval.scaling import power_law
+from moon_cli.eval.scaling import power_law, verdict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -21,6 +21,18 @@ def test_power_law_recovers_the_exponent_and_refuses_what_is_not_one():
     assert not power_law(x, np.array([0.3, 0.1, 0.5, 0.05, 0.4]))["fits"]
     assert power_law(x[:2], x[:2])["b"] is None
     assert power_law(x, np.array([-0.01, 0.002, 0.004, 0.005, 0.006]))["b"] is None  # not fitted on the positive part
+
+
+def test_scaling_verdict_tells_a_power_law_from_mere_growth_and_from_none():
+    x = [240, 480, 960, 1920]
+    clean = [0.02 * v ** 0.35 for v in x]
+    assert verdict(x, clean, power_law(x, clean)).startswith("holds (power law, exponent 0.35")
+    noisy = [0.067, 0.050, 0.067, 0.133]
+    assert verdict(x, noisy, power_law(x, noisy)).startswith("partly: grows")
+    falling = [0.30, 0.25, 0.26, 0.20]
+    assert verdict(x, falling, power_law(x, falling)).startswith("does not hold here")
+    negative = [-0.015, -0.003, -0.004, 0.001]  # growing ΔAUC that crosses zero: no fit, yet it grows
+    assert verdict(x, negative, power_law(x, negative)).startswith("partly: grows")
 
 
 def test_results_table_is_mean_and_std_over_seeds(tmp_path):

@@ -9,7 +9,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from moon_cli.eval.results import collect, paper_table
-from moon_cli.eval.scaling import power_law, verdict
+from moon_cli.eval.scaling import power_law, recall_noise, verdict
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,6 +33,8 @@ def test_scaling_verdict_tells_a_power_law_from_mere_growth_and_from_none():
     assert verdict(x, falling, power_law(x, falling)).startswith("does not hold here")
     negative = [-0.015, -0.003, -0.004, 0.001]  # growing ΔAUC that crosses zero: no fit, yet it grows
     assert verdict(x, negative, power_law(x, negative)).startswith("partly: grows")
+    flat = [0.975, 0.983, 0.992, 0.992]  # a power law of exponent 0.01, but 0.017 over 120 queries is noise
+    assert verdict(x, flat, power_law(x, flat), recall_noise(0.975, 0.992, 120)).startswith("not shown")
 
 
 def test_results_table_is_mean_and_std_over_seeds(tmp_path):

@@ -49,3 +49,16 @@ def memory_option(default: str = "off"):
                         help="Search an in-memory FAISS copy of the vectors (needs moon-cli[faiss]); on: required, "
                              "auto: when FAISS is installed and the copy fits MOON_MEMORY_LIMIT_GB (4) "
                              "(env: MOON_MEMORY)")
+
+
+def ray_options(f):
+    """--ray [ADDRESS] and its worker options, for the stages that fan out over a Ray cluster."""
+    f = click.option("--cpus-per-worker", type=click.IntRange(min=1), default=1, show_default=True,
+                     help="CPU cores each Ray worker reserves (and its torch threads).")(f)
+    f = click.option("--num-workers", type=click.IntRange(min=1), default=None,
+                     help="Ray workers, each loading the model once [default: one per GPU in the cluster; without GPUs, "
+                          "the cluster's CPUs / --cpus-per-worker].")(f)
+    return click.option("--ray", "ray_address", default=None, is_flag=False, flag_value="local", envvar="MOON_RAY",
+                        metavar="[ADDRESS]",
+                        help="Run on Ray: alone, a local Ray on this machine; or a cluster's address (auto, HOST:PORT, "
+                             "ray://HOST:PORT). Needs pip install 'moon-cli[ray]'. (env: MOON_RAY)")(f)

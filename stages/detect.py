@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option
+from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option, ray_options
 
 
 @click.command()
@@ -16,9 +16,11 @@ from moon_cli.options import echo_summary, output_option, overwrite_option, quie
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
               help="Below this confidence the full image is the crop (status no_detection).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@ray_options
 @overwrite_option
 @quiet_option
-def detect(input_path, output, weights, crops_dir, conf, batch_size, overwrite, quiet):
+def detect(input_path, output, weights, crops_dir, conf, batch_size, ray_address, num_workers, cpus_per_worker,
+           overwrite, quiet):
     """Detect the core product in every image of INPUT.
 
     INPUT is a folder (searched recursively for jpg, png, webp, ...), a catalogue Parquet (its
@@ -30,6 +32,7 @@ def detect(input_path, output, weights, crops_dir, conf, batch_size, overwrite, 
     \b
     Example (each runs in tests/test_docs.py):
       moon detect world -o detections.parquet --weights detector
+      moon detect world -o ray-detections.parquet --weights detector --ray --num-workers 2
     """
     import time
 
@@ -46,19 +49,33 @@ def detect(input_path, output, weights, crops_dir, conf, batch_size, overwrite, 
         art = read_table(input_path)
         table = resolve_paths(art.table, ("image_paths", "image_path", "query_image"), art.base_dir, art.source)
         paths = iter_table_images(table, art.source)
-    detector, imgsz = load_detector(Path(weights))
     crops = crops_dir or (Path.cwd() / "crops" if is_stdio(output) else Path(output).resolve().parent / "crops")
+    if ray_address:
+        from moon_cli.detect.remote import RayDetector
+        from moon_cli.ray_pool import connect
+
+        connect(ray_address)
+        remote = RayDetector(Path(weights), crops, conf, num_workers=num_workers, cpus_per_worker=cpus_per_worker)
+        imgsz, tables = remote.imgsz, remote.detect_batches(paths, batch_size)
+    else:
+        remote = None
+        detector, imgsz = load_detector(Path(weights))
+        tables = detect_batches(paths, detector, imgsz, crops, conf, batch_size)
     manifest = make_manifest("detect", {"conf": conf, "imgsz": imgsz, "weights": str(weights)},
                              inputs=[input_path] if not Path(input_path).is_dir() else [])
     counts = {"ok": 0, "no_detection": 0, "error": 0}
     t0 = time.perf_counter()
     bar = tqdm(desc="detect", unit="img", disable=quiet, leave=False)
-    with TableWriter(output, DETECTIONS.schema, contract=DETECTIONS, manifest=manifest, overwrite=overwrite) as writer:
-        for table in detect_batches(paths, detector, imgsz, crops, conf, batch_size):
-            writer.write(table)
-            for s in table.column("status").to_pylist():
-                counts[s] += 1
-            bar.update(table.num_rows)
+    try:
+        with TableWriter(output, DETECTIONS.schema, contract=DETECTIONS, manifest=manifest, overwrite=overwrite) as writer:
+            for table in tables:
+                writer.write(table)
+                for s in table.column("status").to_pylist():
+                    counts[s] += 1
+                bar.update(table.num_rows)
+    finally:
+        if remote:
+            remote.close()
     bar.close()
     seconds = time.perf_counter() - t0
     total = sum(counts.values())
@@ -66,4 +83,6 @@ def detect(input_path, output, weights, crops_dir, conf, batch_size, overwrite, 
         "images": f"{total} ({counts['ok']} ok, {counts['no_detection']} no detection, {counts['error']} error)",
         "crops": str(crops),
         "time": f"{seconds:.1f} s ({total / seconds if seconds else 0:.0f} images/s)",
+        **({"ray": f"{remote.num_workers} worker(s)" + (f", {remote.pool.workers_lost} lost and replaced"
+                                                        if remote.pool.workers_lost else "")} if remote else {}),
     })

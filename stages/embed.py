@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import device_option, echo_summary, model_option, output_option, overwrite_option, quiet_option
+from moon_cli.options import (device_option, echo_summary, model_option, output_option, overwrite_option, quiet_option,
+                              ray_options)
 
 
 def _shard(text):
@@ -35,10 +36,11 @@ def _shard(text):
                    "Parquet file's own paths resolve against its directory.")
 @click.option("--text-only", is_flag=True,
               help="Allow a product table without an image_paths column (products embedded from their text alone).")
+@ray_options
 @overwrite_option
 @quiet_option
 def embed(input_path, model_name, output, detections, kind, batch_size, dim, shard, resume, device, base_dir, text_only,
-          overwrite, quiet):
+          ray_address, num_workers, cpus_per_worker, overwrite, quiet):
     """Embed INPUT: a folder of product photos (recursive; one product per photo), a catalogue or product
     listings Parquet (one product per row: all its photos, crops, title, category, attributes), a
     queries Parquet, or - (an Arrow stream of any of these).
@@ -52,6 +54,7 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
       moon embed world/catalog.parquet -m model --detections detections.parquet -o embeddings.parquet
       moon embed world/catalog.parquet -m tiny -o untrained.parquet
       moon embed world/catalog.parquet -m minilm -o minilm.parquet   # make baselines
+      moon embed world/catalog.parquet -m model --detections detections.parquet -o ray.parquet --ray --num-workers 2
     """
     import os
     import tempfile
@@ -87,23 +90,36 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
         if source.kind == "product" and "image_paths" not in table.column_names and not text_only:
             raise MoonError(f"{art.source}: has no 'image_paths' column, so its products would be embedded from "
                             f"their text alone; add the photos, or pass --text-only if that is what you want")
-    if device is None:
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
-    encoder = load_encoder(model_name, device)
+    if ray_address:
+        from moon_cli.embed.remote import RayEncoder
+        from moon_cli.ray_pool import connect
+
+        connect(ray_address)
+        encoder = RayEncoder(model_name, num_workers=num_workers, device=device, cpus_per_worker=cpus_per_worker)
+    else:
+        if device is None:
+            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+        encoder = load_encoder(model_name, device)
     params = {"model": model_name, "model_id": encoder.model_id, "dim": min(dim or encoder.dim, encoder.dim),
               "kind": source.kind, "shard": shard, "detections": fingerprint(detections) if detections else None}
     manifest = make_manifest("embed", params, inputs=[p for p in (input_path, detections) if p])
-    with tempfile.TemporaryDirectory(prefix="moon-embed-") as tmp:
-        target = Path(tmp) / "embeddings.parquet" if to_stdout else output  # a stream is written once, at the end
-        stats = embed_to_parquet(source, encoder, target, batch_size=batch_size, dim=dim, shard=shard_t,
-                                 resume=resume, overwrite=overwrite, manifest=manifest, quiet=quiet)
-        if to_stdout:
-            table = pq.read_table(target)
-            write_table(table, "-", manifest=read_manifest(table.schema))
+    try:
+        with tempfile.TemporaryDirectory(prefix="moon-embed-") as tmp:
+            target = Path(tmp) / "embeddings.parquet" if to_stdout else output  # a stream is written once, at the end
+            stats = embed_to_parquet(source, encoder, target, batch_size=batch_size, dim=dim, shard=shard_t,
+                                     resume=resume, overwrite=overwrite, manifest=manifest, quiet=quiet)
+            if to_stdout:
+                table = pq.read_table(target)
+                write_table(table, "-", manifest=read_manifest(table.schema))
+    finally:
+        encoder.close()
     summary = {"model": f"{model_name} ({encoder.model_id}), dim {params['dim']}",
                "rows": f"{stats.rows_in} in shard" if shard_t else f"{stats.rows_in + len(source.null_ids)} in",
                "embedded": f"{stats.ok} ok, {stats.errors} error(s)" + (f", {stats.skipped_done} already done" if stats.skipped_done else ""),
                "time": f"{stats.seconds:.1f} s ({(stats.ok + stats.errors) / max(stats.seconds, 1e-9):.1f} {source.kind}s/s)"}
+    if ray_address:
+        summary["ray"] = f"{encoder.num_workers} worker(s)" + (f", {encoder.pool.workers_lost} lost and replaced"
+                                                                 if encoder.pool.workers_lost else "")
     if source.null_ids:
         rows = ", ".join(map(str, source.null_ids[:5])) + (", ..." if len(source.null_ids) > 5 else "")
         summary["skipped"] = f"{len(source.null_ids)} input row(s) with a null {source.id_col} (rows {rows}): give them ids"

@@ -64,3 +64,13 @@ def catalog_index(world_template, tmp_path_factory):
     r = run_moon("index", d / "e.parquet", "-o", d / "idx")
     assert r.exit_code == 0, r.output
     return d, r.output
+
+
+@pytest.fixture(scope="session")
+def detector(world_template, tmp_path_factory):
+    """A detector trained for one epoch on the small world (weak, but real ultralytics weights)."""
+    out = tmp_path_factory.mktemp("det") / "detector"
+    r = run_moon("detect-train", world_template / "boxes.parquet", "-o", out, "--epochs", 1, "--imgsz", 64,
+                 "--max-images", 80, "--batch", 16)
+    assert r.exit_code == 0, r.output
+    return out

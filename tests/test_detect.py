@@ -10,15 +10,6 @@ from moon_cli.io import read_table
 from conftest import run_moon
 
 
-@pytest.fixture(scope="module")
-def detector(world_template, tmp_path_factory):
-    out = tmp_path_factory.mktemp("det") / "detector"
-    r = run_moon("detect-train", world_template / "boxes.parquet", "-o", out, "--epochs", 1, "--imgsz", 64,
-                 "--max-images", 80, "--batch", 16)
-    assert r.exit_code == 0, r.output
-    return out
-
-
 def test_detect_train_writes_weights_and_a_summary(detector):
     summary = json.loads((detector / "summary.json").read_text())
     assert (detector / "weights.pt").is_file()

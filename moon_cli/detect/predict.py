@@ -67,18 +67,30 @@ def crop_name(image_path: str) -> str:
     return f"{stem}-{hashlib.sha1(image_path.encode()).hexdigest()[:10]}.jpg"
 
 
-def detect_batches(paths: Iterable[str], detector, imgsz: int, crops_dir: Path, conf: float,
-                   batch_size: int) -> Iterator[pa.Table]:
-    """Yield one DETECTIONS table per batch of input images."""
-    crops_dir.mkdir(parents=True, exist_ok=True)
+def batched(paths: Iterable[str], batch_size: int) -> Iterator[list[str]]:
     batch: list[str] = []
     for path in paths:
         batch.append(path)
         if len(batch) == batch_size:
-            yield _detect(batch, detector, imgsz, crops_dir, conf)
+            yield batch
             batch = []
     if batch:
+        yield batch
+
+
+def detect_batches(paths: Iterable[str], detector, imgsz: int, crops_dir: Path, conf: float,
+                   batch_size: int) -> Iterator[pa.Table]:
+    """Yield one DETECTIONS table per batch of input images."""
+    crops_dir.mkdir(parents=True, exist_ok=True)
+    for batch in batched(paths, batch_size):
         yield _detect(batch, detector, imgsz, crops_dir, conf)
+
+
+def failed_table(paths: list[str], message: str) -> pa.Table:
+    """DETECTIONS rows with status=error for images that could not be processed at all."""
+    n = len(paths)
+    return pa.table({"image_path": [os.path.abspath(p) for p in paths], "bbox": [None] * n, "score": [None] * n,
+                     "crop_path": [None] * n, "status": ["error"] * n, "error": [message] * n}, schema=DETECTIONS.schema)
 
 
 def _detect(paths: list[str], detector, imgsz: int, crops_dir: Path, conf: float) -> pa.Table:

@@ -8,6 +8,7 @@ instead of raising, so one broken photo never stops a run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterable, Iterator
 
 import torch
 
@@ -29,6 +30,15 @@ class Encoder:
 
     def encode(self, items: list[dict], kind: str) -> Encoded:
         raise NotImplementedError
+
+    def encode_batches(self, batches: Iterable[list], kind: str) -> Iterator[tuple[list, Encoded]]:
+        """``(batch, encoded)`` for each batch of embed items (objects with an ``.item`` dict), in order; one
+        process here, a pool of workers in ``RayEncoder``."""
+        for batch in batches:
+            yield batch, self.encode([it.item for it in batch], kind)
+
+    def close(self) -> None:
+        """Release what the encoder holds outside this process (Ray workers); nothing for a local one."""
 
 
 class MoonEncoder(Encoder):

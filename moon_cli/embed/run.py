@@ -13,6 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -130,40 +131,40 @@ def _embed_to_parquet(source, encoder: Encoder, output: Path, *, batch_size: int
         buffer = []
 
     bar = tqdm(total=len(source), desc="moon embed", unit=source.kind, file=sys.stderr, disable=quiet, dynamic_ncols=True)
-    pending: list[EmbedItem] = []
-    buffered = 0
 
-    def run_batch() -> None:
-        nonlocal pending, buffered
-        enc = encoder.encode([it.item for it in pending], source.kind)
+    def batches() -> Iterator[list[EmbedItem]]:
+        """The input's items still to embed (this shard, not already done), ``batch_size`` at a time."""
+        pending: list[EmbedItem] = []
+        for item in source.items():
+            if not in_shard(item.id, shard):
+                bar.update(1)
+                continue
+            stats.rows_in += 1
+            if item.id in done:
+                stats.skipped_done += 1
+                bar.update(1)
+                continue
+            done.add(item.id)  # a repeated id in the input is embedded once
+            pending.append(item)
+            if len(pending) >= batch_size:
+                yield pending
+                pending = []
+        if pending:
+            yield pending
+
+    buffered = 0
+    for batch, enc in encoder.encode_batches(batches(), source.kind):
         enc.vectors = truncate(enc.vectors, out_dim)
-        table, n_err = _record_batch(pending, enc, out_dim, source)
-        stats.ok += len(pending) - n_err
+        table, n_err = _record_batch(batch, enc, out_dim, source)
+        stats.ok += len(batch) - n_err
         stats.errors += n_err
         stats.first_errors += list(enc.errors.values())[: max(0, 3 - len(stats.first_errors))]
         buffer.append(table)
-        buffered += len(pending)
-        bar.update(len(pending))
-        pending = []
+        buffered += len(batch)
+        bar.update(len(batch))
         if buffered >= flush_rows:
             flush()
             buffered = 0
-
-    for item in source.items():
-        if not in_shard(item.id, shard):
-            bar.update(1)
-            continue
-        stats.rows_in += 1
-        if item.id in done:
-            stats.skipped_done += 1
-            bar.update(1)
-            continue
-        done.add(item.id)  # a repeated id in the input is embedded once
-        pending.append(item)
-        if len(pending) >= batch_size:
-            run_batch()
-    if pending:
-        run_batch()
     flush()
     bar.close()
     _join(output, previous, sorted(parts.glob("part-*.parquet")), manifest, out_dim)

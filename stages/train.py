@@ -89,6 +89,8 @@ def _mix(text: str) -> dict[str, float]:
               help="Learning rate of log(1/τ) when the temperature is learnable.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=50, show_default=True)
 @click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (default: on with a GPU).")
+@click.option("--fsdp", is_flag=True, help="Shard the model over the torchrun processes (FSDP2) instead of replicating "
+                                           "it: for backbones that do not fit one device.")
 @click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in backward (GPU memory).")
 @seed_option("Seed of the model's initialisation and the data order")
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --output.")
@@ -98,7 +100,7 @@ def _mix(text: str) -> dict[str, float]:
 def train(pairs, catalog, output, objective, negatives, detections, no_crops, model_name, config_file, steps, batch_size,
           lr, new_lr, temperature, fixed_temperature, hard_negatives, no_hard_negatives, catalog_views, queue_size, no_queue,
           no_gather, no_moe, arch, matryoshka, align_weight, grad_cache, chunk_size, modality_mix, val_every, val_fraction,
-          holdout_splits, temperature_lr, checkpoint_every, bf16, gradient_checkpointing, seed, resume, stop_at_step, overwrite, quiet):
+          holdout_splits, temperature_lr, checkpoint_every, bf16, fsdp, gradient_checkpointing, seed, resume, stop_at_step, overwrite, quiet):
     """Train MOON on PAIRS (from `moon mine-pairs`) and the catalogue; write a checkpoint directory.
 
     InfoNCE over the positive, in-batch products, hard negatives, products gathered from other processes
@@ -147,7 +149,7 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
                       grad_cache=grad_cache, chunk_size=chunk_size, modality_mix=_mix(modality_mix),
                       val_every=val_every, val_fraction=val_fraction, holdout_splits=list(holdout_splits),
                       checkpoint_every=checkpoint_every,
-                      bf16=bool(bf16), gradient_checkpointing=gradient_checkpointing, seed=seed)
+                      bf16=bool(bf16), gradient_checkpointing=gradient_checkpointing, fsdp=fsdp, seed=seed)
     overrides = read_json_report(config_file, (), "you (a JSON object of model-config overrides)") if config_file else {}
     posttrain = objective == "posttrain"
     tables = TrainTables(

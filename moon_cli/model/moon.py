@@ -212,12 +212,14 @@ class MoonModel(nn.Module):
         return model
 
     # --------------------------------------------------------------------------------------- saving
-    def save_pretrained(self, directory: str | Path, meta: dict | None = None) -> None:
+    def save_pretrained(self, directory: str | Path, meta: dict | None = None,
+                        state_dict: dict[str, torch.Tensor] | None = None) -> None:
         """config.json, model.safetensors, tokenizer + image processor, meta.json, a model card (README.md),
         and the files sentence-transformers reads (modules.json, config_sentence_transformers.json); written in place.
 
         For a preset backbone the full weights are saved (there is no hub copy); for a hub backbone only
         what training changes (LoRA adapters, MoE experts and routers — every trainable tensor).
+        ``state_dict``: the weights to write instead of this module's own (a sharded model's, gathered).
         """
         from safetensors.torch import save_file
 
@@ -228,8 +230,8 @@ class MoonModel(nn.Module):
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         full = self.config.backbone.name in bb.PRESETS
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()
-                 if full or self._is_trained(k)}
+        source = self.state_dict() if state_dict is None else state_dict
+        state = {k: v.detach().contiguous().cpu() for k, v in source.items() if full or self._is_trained(k)}
         save_file(state, str(directory / WEIGHTS), metadata={"format": "pt", "moon": "1"})
         self.config.save(directory / "config.json")
         if full:

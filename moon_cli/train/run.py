@@ -187,6 +187,12 @@ def _run(cfg: TrainConfig, req: TrainRequest, info: DistInfo, device_kind: str) 
         torch.cuda.set_device(device)
     if req.bf16_auto:
         cfg.bf16 = device.type == "cuda"
+    if cfg.fsdp and not info.enabled:
+        raise MoonError("--fsdp shards the model over several processes: launch it with torchrun, e.g. "
+                        "torchrun --nproc_per_node 8 -m moon_cli.cli train ... --fsdp")
+    if cfg.fsdp and req.arch == "dual":  # a tower runs only when its modality is in the batch: ranks would disagree
+        raise MoonError("--fsdp shards the single-stream model; the dual encoder runs each tower only for the rows "
+                        "that have its modality, so sharded ranks would fall out of step: train it without --fsdp")
     # bad inputs or a bad model fail before the output directory is created or touched
     data = _build_data(cfg, req)
     resume_from = _check_output(req, info)
@@ -194,6 +200,10 @@ def _run(cfg: TrainConfig, req: TrainRequest, info: DistInfo, device_kind: str) 
     if req.resume:
         _check_same_run(req.output, record)
     model = _build_model(cfg, req, device, resume_from)
+    if cfg.fsdp:
+        from moon_cli.train.fsdp import shard
+
+        shard(model, info, device, sum_gradients=cfg.use_gather)
     if cfg.catalog_views:  # which photos are "other" views depends on how many the model reads per product
         view_size = model.config.input.max_images
         if data.add_catalog_views(view_size) == 0 and info.is_main:

@@ -54,6 +54,11 @@ class ContrastiveStep:
                  queue: EmbeddingQueue | None):
         """``log_scale``: log(1/τ), a scalar (learnable or fixed)."""
         self.model, self.log_scale, self.opts, self.info, self.queue = model, log_scale, opts, info, queue
+        from moon_cli.train.fsdp import is_sharded
+
+        # a sharded model gathers its weights in every forward and reduces in every backward: all ranks must run
+        # as many as each other, so GradCache pads a rank with fewer chunks with forwards that weigh nothing
+        self.sharded = is_sharded(model)
 
     # ------------------------------------------------------------------------------------------ embedding
     def _autocast(self):
@@ -83,20 +88,31 @@ class ContrastiveStep:
         c = max(1, self.opts.chunk_size)
         return [seqs[i:i + c] for i in range(0, len(seqs), c)]
 
+    def _padding_chunks(self, n_chunks: int) -> int:
+        """How many empty-weight chunks this rank adds so that every rank runs the same number (sharded only)."""
+        if not (self.sharded and self.info.enabled):
+            return 0
+        most = torch.tensor([n_chunks])
+        torch.distributed.all_reduce(most, op=torch.distributed.ReduceOp.MAX)
+        return int(most) - n_chunks
+
     def _embed_cached(self, seqs: list[Sequence | None]):
         """No-grad chunked embedding; remembers each chunk's RNG state for the replay."""
         valid, idx = self._valid(seqs)
         embs, states = [], []
+        pad = self._padding_chunks(len(self._chunks(valid)))
         with torch.no_grad():
             for chunk in self._chunks(valid):
                 states.append(_rng_state(self.model.device))
                 embs.append(self._forward(chunk).embeddings)
+            for _ in range(pad):
+                self._forward(valid[:1])
         emb = self._place(torch.cat(embs), idx, len(seqs)).requires_grad_(True)
-        return emb, (valid, idx, states)
+        return emb, (valid, idx, states, pad)
 
     def _replay_backward(self, cache, grad: torch.Tensor) -> torch.Tensor:
         """Re-run each chunk with grad and push the cached embedding gradient (and balance loss) through it."""
-        valid, idx, states = cache
+        valid, idx, states, pad = cache
         rows = grad[idx.to(grad.device)]  # (k, D) gradients of the valid rows
         balance_total = torch.zeros((), device=grad.device)
         end_state = _rng_state(self.model.device)
@@ -111,6 +127,9 @@ class ContrastiveStep:
             surrogate.backward()
             balance_total = balance_total + weighted_balance.detach()
             start += len(chunk)
+        for _ in range(pad):  # the other ranks' extra chunks: same collectives, zero gradient
+            out = self._forward(valid[:1])
+            (0.0 * (out.embeddings.sum() + out.balance_loss)).backward()
         _set_rng_state(end_state, self.model.device)
         return balance_total
 

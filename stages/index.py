@@ -1,7 +1,5 @@
 """`moon index`: embeddings → a LanceDB table with cosine search and a recall-checked ANN index."""
 
-from pathlib import Path
-
 import click
 
 from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option

@@ -1,6 +1,5 @@
 """`moon train`: contrastive post-training (query → purchased product) or catalogue pre-training of MOON."""
 
-import json
 from pathlib import Path
 
 import click

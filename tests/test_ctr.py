@@ -1,7 +1,6 @@
 import json
 import random
 from datetime import datetime, timedelta
-from itertools import combinations
 
 import numpy as np
 import pyarrow as pa

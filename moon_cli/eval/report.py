@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from moon_cli.eval.bench import RETRIEVAL_TASKS

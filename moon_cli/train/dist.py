@@ -71,14 +71,22 @@ def sum_gradients(params, info: DistInfo, average: bool) -> None:
         offset += g.numel()
 
 
+def _collective_device() -> str:
+    return "cuda" if dist.get_backend() == "nccl" else "cpu"  # NCCL reduces only GPU tensors
+
+
 def any_rank(flag: bool, info: DistInfo) -> bool:
     """True when ``flag`` holds on any rank (keeps every rank taking the same branch)."""
+    return bool(max_over_ranks(1 if flag else 0, info) > 0)
+
+
+def max_over_ranks(n: int, info: DistInfo) -> int:
+    """The largest ``n`` any rank holds."""
     if not info.enabled:
-        return flag
-    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
-    t = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(t)
-    return bool(t.item() > 0)
+        return n
+    t = torch.tensor([n], device=_collective_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
 
 
 def gather_objects(obj, info: DistInfo) -> list:

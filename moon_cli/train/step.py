@@ -19,7 +19,8 @@ import torch
 from moon_cli.model.moon import MoonModel
 from moon_cli.model.processor import Sequence
 from moon_cli.train.data import TrainBatch
-from moon_cli.train.dist import DistInfo, gather_with_local_grad
+from moon_cli.train.dist import DistInfo, gather_with_local_grad, max_over_ranks
+from moon_cli.train.fsdp import is_sharded
 from moon_cli.train.loss import NO_ITEM, alignment_loss, false_negative_mask, matryoshka_info_nce
 from moon_cli.train.queue import EmbeddingQueue
 
@@ -54,8 +55,6 @@ class ContrastiveStep:
                  queue: EmbeddingQueue | None):
         """``log_scale``: log(1/τ), a scalar (learnable or fixed)."""
         self.model, self.log_scale, self.opts, self.info, self.queue = model, log_scale, opts, info, queue
-        from moon_cli.train.fsdp import is_sharded
-
         # a sharded model gathers its weights in every forward and reduces in every backward: all ranks must run
         # as many as each other, so GradCache pads a rank with fewer chunks with forwards that weigh nothing
         self.sharded = is_sharded(model)
@@ -90,11 +89,9 @@ class ContrastiveStep:
 
     def _padding_chunks(self, n_chunks: int) -> int:
         """How many empty-weight chunks this rank adds so that every rank runs the same number (sharded only)."""
-        if not (self.sharded and self.info.enabled):
+        if not self.sharded:
             return 0
-        most = torch.tensor([n_chunks])
-        torch.distributed.all_reduce(most, op=torch.distributed.ReduceOp.MAX)
-        return int(most) - n_chunks
+        return max_over_ranks(n_chunks, self.info) - n_chunks
 
     def _embed_cached(self, seqs: list[Sequence | None]):
         """No-grad chunked embedding; remembers each chunk's RNG state for the replay."""

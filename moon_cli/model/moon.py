@@ -103,6 +103,15 @@ class MoonModel(nn.Module):
         learn at their own (higher) rate while the pretrained weights move slowly."""
         return ".router." in name or ".projector." in name
 
+    def freeze_pretrained(self) -> None:
+        """Only the new weights (``is_new_parameter``) train from here on; a model without any is refused."""
+        names = [n for n, p in self.named_parameters() if p.requires_grad and self.is_new_parameter(n)]
+        if not names:
+            raise MoonError("--freeze-pretrained: this model has no new weights to train (no projector, no MoE "
+                            "routers); it fits the `mini` preset, whose projector is new")
+        for n, p in self.named_parameters():
+            p.requires_grad = p.requires_grad and self.is_new_parameter(n)
+
     def num_parameters(self, trainable: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable)
 

@@ -200,6 +200,8 @@ def _run(cfg: TrainConfig, req: TrainRequest, info: DistInfo, device_kind: str) 
     if req.resume:
         _check_same_run(req.output, record)
     model = _build_model(cfg, req, device, resume_from)
+    if cfg.freeze_pretrained:
+        model.freeze_pretrained()
     if cfg.fsdp:
         from moon_cli.train.fsdp import shard
 

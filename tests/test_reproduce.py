@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from moon_cli.eval.results import collect, paper_table
+from moon_cli.eval.results import collect, goal_table, margin, paper_table, train_seconds
 from moon_cli.eval.scaling import power_law, recall_noise, verdict
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +47,37 @@ def test_results_table_is_mean_and_std_over_seeds(tmp_path):
     runs = collect(tmp_path)
     row = paper_table(runs, ["moon"]).splitlines()[2]
     assert row.startswith("| moon | 0.300 ± 0.100 | n/a |") and "| 0.400 ± 0.000 |" in row and row.endswith("| 2 |")
+
+
+def test_the_goal_table_pairs_seeds_against_the_dual_and_needs_two_sigma():
+    h = lambda image, text=None: {"image_to_product": image, "text_to_product": text}  # noqa: E731
+    runs = {"moon": [h(0.50, 0.6), h(0.52, 0.6), h(0.54, 0.6)],
+            "dual-encoder": [h(0.40), h(0.41), h(0.45)],
+            "efficientnet-lite0": [h(0.51)], "minilm": [h(None, 0.7)]}
+    diff, sd = margin(runs["moon"], runs["dual-encoder"], "image_to_product")  # paired: 0.10, 0.11, 0.09
+    assert diff == pytest.approx(0.10) and sd == pytest.approx(np.std([0.10, 0.11, 0.09]))
+    assert margin(runs["moon"], runs["minilm"], "image_to_product") is None  # minilm cannot read photos
+    table = goal_table(runs)
+    assert "| dual-encoder | image→product | +0.100 ± 0.008 | beats it (> 2σ) |" in table
+    # +0.010 over a baseline evaluated once, against MOON's own spread over seeds (0.016): not enough
+    assert "| efficientnet-lite0 | image→product | +0.010 ± 0.016 | ahead, within 2σ |" in table
+    assert "| minilm | text→product | -0.100 ± 0.000 | behind |" in table
+    assert goal_table({"dual-encoder": runs["dual-encoder"]}) == ""
+    assert "| minilm | image→product |" not in table
+    level = goal_table({"moon": [h(0.5, 0.7)] * 2, "minilm": [h(None, 0.7)]})
+    assert "| minilm | text→product | +0.000 ± 0.000 | level |" in level
+    one = goal_table({"moon": runs["moon"][:1], "dual-encoder": runs["dual-encoder"][:1]})
+    assert "| +0.100 ± 0.000 | ahead (one seed: σ unknown) |" in one
+
+
+def test_the_results_table_reports_each_rows_train_time(tmp_path):
+    for seed, t in ((0, 100), (1, 140)):
+        (tmp_path / f"seed{seed}").mkdir()
+        (tmp_path / f"seed{seed}" / "moon.seconds").write_text(f"{t}\n")
+    runs = {"moon": [{"image_to_product": 0.5}], "minilm": [{"text_to_product": 0.7}]}
+    lines = paper_table(runs, ["moon", "minilm"], train_seconds(tmp_path)).splitlines()
+    assert lines[0].endswith("| seeds | train time |")
+    assert lines[2].endswith("| 1 | 120 s |") and lines[3].endswith("| 1 | — |")
 
 
 def _reproduce(data: Path, run: Path) -> subprocess.CompletedProcess:

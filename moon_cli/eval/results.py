@@ -31,15 +31,75 @@ def collect(run_dir: Path) -> dict[str, list[dict[str, float | None]]]:
     return out
 
 
-def paper_table(runs: dict[str, list[dict]], order: list[str]) -> str:
-    lines = ["| model | " + " | ".join(COLUMNS.values()) + " | seeds |", "|---" * (len(COLUMNS) + 2) + "|"]
+def train_seconds(run_dir: Path) -> dict[str, list[float]]:
+    """label → the wall time of its training per seed (``seed*/<label>.seconds``, written by reproduce.sh)."""
+    out: dict[str, list[float]] = {}
+    for f in sorted(run_dir.glob("seed*/*.seconds")):
+        out.setdefault(f.stem, []).append(float(f.read_text()))
+    return out
+
+
+def paper_table(runs: dict[str, list[dict]], order: list[str], seconds: dict[str, list[float]] | None = None) -> str:
+    timed = bool(seconds)
+    head = "| model | " + " | ".join(COLUMNS.values()) + " | seeds |" + (" train time |" if timed else "")
+    lines = [head, "|---" * (len(COLUMNS) + 2 + timed) + "|"]
     for label in [o for o in order if o in runs] + [r for r in runs if r not in order]:
         cells = []
         for col in COLUMNS:
             values = [h.get(col) for h in runs[label] if h.get(col) is not None]
             cells.append("n/a" if not values else f"{np.mean(values):.3f} ± {np.std(values):.3f}")
-        lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(runs[label])} |")
+        line = f"| {label} | " + " | ".join(cells) + f" | {len(runs[label])} |"
+        if timed:
+            line += f" {np.mean(seconds[label]):.0f} s |" if label in seconds else " — |"
+        lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+# the bar MOON is held to: it beats each of these on these columns by more than two standard deviations
+# (the pretrained baselines on every task they can do; the dual encoder where one sequence should matter)
+GOALS = {"minilm": list(COLUMNS), "efficientnet-lite0": list(COLUMNS),
+         "dual": ["image_to_product", "multimodal_to_product", "product_to_product", "attributes"]}
+
+
+def margin(ours: list[dict], theirs: list[dict], col: str) -> tuple[float, float] | None:
+    """(mean difference, its standard deviation) of ``col``, ours − theirs; None where either cannot do it.
+
+    Paired by seed when both rows have the same number of seeds (> 1): the std of the per-seed differences.
+    Otherwise (a pretrained baseline, evaluated once) the std of ours over seeds."""
+    a = [h.get(col) for h in ours]
+    b = [h.get(col) for h in theirs]
+    if any(v is None for v in a) or any(v is None for v in b) or not a or not b:
+        return None
+    if len(a) == len(b) > 1:
+        d = np.array(a) - np.array(b)
+        return float(d.mean()), float(d.std())
+    return float(np.mean(a) - np.mean(b)), float(np.std(a))
+
+
+def goal_table(runs: dict[str, list[dict]], ours: str = "moon", dual: str = "dual-encoder") -> str:
+    """Does row ``ours`` beat each GOALS row (``dual`` for the dual encoder) on its columns by more than 2 σ?
+    One line per (row, column)."""
+    if ours not in runs:
+        return ""
+    lines = ["| against | task | difference (mean ± std) | verdict |", "|---|---|---|---|"]
+    for other, cols in GOALS.items():
+        other = dual if other == "dual" else other
+        if other not in runs:
+            continue
+        for col in cols:
+            m = margin(runs[ours], runs[other], col)
+            if m is None:
+                continue
+            diff, sd = m
+            if abs(diff) < 1e-9:
+                verdict = "level"
+            elif len(runs[ours]) < 2:  # no spread over seeds to measure the difference against
+                verdict = "ahead (one seed: σ unknown)" if diff > 0 else "behind"
+            else:
+                verdict = ("beats it (> 2σ)" if diff > 2 * sd and diff > 0 else
+                           "ahead, within 2σ" if diff > 0 else "behind")
+            lines.append(f"| {other} | {COLUMNS[col]} | {diff:+.3f} ± {sd:.3f} | {verdict} |")
+    return "\n".join(lines) + "\n" if len(lines) > 2 else ""
 
 
 def plot(runs: dict[str, list[dict]], ctr: dict | None, out: Path) -> list[str]:
@@ -80,7 +140,7 @@ def plot(runs: dict[str, list[dict]], ctr: dict | None, out: Path) -> list[str]:
     return written
 
 
-def main(run_dir, title, command, seconds, order, notes_file):
+def main(run_dir, title, command, seconds, order, notes_file, ours="moon", dual="dual-encoder"):
     from moon_cli.ctr.run import markdown
 
     runs = collect(run_dir)
@@ -96,7 +156,18 @@ def main(run_dir, title, command, seconds, order, notes_file):
     parts = [f"# {title}\n", f"- command: `{command}`" if command else "", f"- hardware: {hardware}",
              f"- wall time: {seconds / 60:.1f} min" if seconds else "", "",
              "## Bench (Recall@10 per retrieval task; mean zero-shot accuracy), mean ± std over seeds\n",
-             paper_table(runs, [o for o in order.split(",") if o])]
+             paper_table(runs, [o for o in order.split(",") if o], train_seconds(run_dir))]
+    pretrain = sorted(run_dir.glob("seed*/pretrain.seconds"))
+    if pretrain:
+        parts.append(f"Train time: post-training wall time per version (mean over seeds). The shared pre-training "
+                     f"(`pretrain` row: stage 1 alone, first seed) took "
+                     f"{np.mean([float(f.read_text()) for f in pretrain]):.0f} s per seed.\n")
+    goals = goal_table(runs, ours, dual)
+    if goals:
+        parts += [f"## Goal: MOON (`{ours}`) beats the off-the-shelf models and the dual encoder (`{dual}`) by "
+                  f"more than 2σ\n",
+                  "σ: the std of the per-seed differences against the dual encoder (same seeds); against a "
+                  "pretrained baseline (evaluated once), MOON's std over seeds.\n", goals]
     if ctr:
         parts += ["## CTR with frozen embeddings (`moon ctr`), test AUC / GAUC, mean ± std over CTR seeds\n",
                   f"Impressions: {ctr['data']['train']} train, {ctr['data']['test']} test "
@@ -121,6 +192,8 @@ def _cli(argv=None) -> None:
     ap.add_argument("--command", default="", help="The command that produced the run.")
     ap.add_argument("--seconds", type=float, default=None, help="Wall time of the run.")
     ap.add_argument("--order", default="", help="Comma-separated row order.")
+    ap.add_argument("--ours", default="moon", help="The row held to the goal table's bar.")
+    ap.add_argument("--dual", default="dual-encoder", help="The dual-encoder row it is compared with.")
     ap.add_argument("--notes", dest="notes_file", type=Path, default=None,
                     help="Markdown appended at the end (what reproduced and what did not).")
     args = ap.parse_args(argv)

@@ -67,7 +67,7 @@ def _mix(text: str) -> dict[str, float]:
                    "Recall@10 0.16 → 0.27 and 0.12 → 0.22).")
 @click.option("--queue-size", type=click.IntRange(min=0), default=None,
               help="Product embeddings kept from earlier steps as negatives (temporal) [default: 512; 0 for the "
-                   "random-init tiny preset, whose fast-moving embeddings go stale in the queue].")
+                   "tiny and mini presets, whose fast-moving embeddings go stale in the queue].")
 @click.option("--no-queue", is_flag=True, help="Ablation: no queue of earlier steps' products.")
 @click.option("--no-gather", is_flag=True, help="Ablation: no products gathered from other processes (spatial).")
 @click.option("--no-moe", is_flag=True, help="Ablation: plain FFNs instead of the guided mixture of experts.")

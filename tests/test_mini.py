@@ -201,7 +201,7 @@ def test_a_few_training_steps_lower_the_loss(pairs, world_template, tmp_path):
                  "--steps", 1, "--batch-size", 4, "--val-every", 0, "-q")
     assert r.exit_code == 0, r.output
     recipe = json.loads((tmp_path / "rec" / "run.json").read_text())["train"]  # README "The mini preset"
-    assert (recipe["lr"], recipe["new_lr"], recipe["align_weight"]) == (5e-5, 1e-3, 0.5)
+    assert (recipe["lr"], recipe["new_lr"], recipe["align_weight"], recipe["queue_size"]) == (5e-5, 1e-3, 0.5, 0)
     r = run_moon("train", pairs, "--catalog", world_template / "catalog.parquet", "-m", "mini", "--arch", "dual",
                  "-o", tmp_path / "dual", "--steps", 1, "--batch-size", 4, "--val-every", 0, "-q")
     assert r.exit_code == 0, r.output  # the recipe's alignment term does not apply to the dual (no refusal)

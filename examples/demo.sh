@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: the whole MOON pipeline on a synthetic marketplace, tiny model, CPU.
+# The main job on the embedded default: the whole MOON pipeline on a synthetic marketplace, the `mini` model
+# (pretrained parts: EfficientNet-Lite0 + projector + all-MiniLM-L6-v2), CPU.
 #   synth → detect-train → detect → mine-pairs → sample-negatives → train → embed → index → search → evaluate
 # Usage: examples/demo.sh [RUN_DIR]   (moon must be on PATH; `make demo` arranges that)
-# Knobs (environment): PRODUCTS (600), STEPS (120), SEED (0).
+# Knobs (environment): PRODUCTS (600), STEPS (120), SEED (0), MODEL (mini; tiny is the random-init preset).
 set -euo pipefail
 run=${1:-runs/demo}
 products=${PRODUCTS:-600}
 steps=${STEPS:-120}
 seed=${SEED:-0}
+model=${MODEL:-mini}
 w="$run/world"
 mkdir -p "$run"
 SECONDS=0
+# the frozen vision tower's features, computed once for every run on this world (moon_cli/model/mini.py)
+export MOON_FEATURE_CACHE=${MOON_FEATURE_CACHE:-$run/feature-cache}
 
 echo "== 1. a synthetic world: catalogue, photos, behaviour log, bench" >&2
 moon synth "$w" --products "$products" --seed "$seed" --overwrite --quiet
@@ -22,10 +26,18 @@ moon mine-pairs "$w/behavior.parquet" --catalog "$w/catalog.parquet" -o "$run/pa
 moon sample-negatives "$run/pairs.parquet" --catalog "$w/catalog.parquet" -o "$run/negatives.parquet" \
   --per-pair 8 --overwrite
 moon inspect "$run/negatives.parquet" --contract negatives --head 1 >&2
+pretrained=$model
+if [[ "$model" == mini ]]; then  # the new projector first learns to speak to the pretrained layers, which stay as they are
+  echo "== 4a. pre-training on the catalogue alone (photo → own text; only mini's projector trains)" >&2
+  moon train --objective pretrain --catalog "$w/catalog.parquet" --detections "$run/detections.parquet" -m mini \
+    --no-moe --freeze-pretrained -o "$run/pretrain" --steps "$steps" --batch-size 32 --val-every 0 \
+    --checkpoint-every 0 --seed "$seed" --overwrite --quiet
+  pretrained=$run/pretrain
+fi
 echo "== 4. post-training (InfoNCE over in-batch + same-category hard negatives, guided MoE; listings' other photos as extra image queries)" >&2
 moon train "$run/pairs.parquet" --catalog "$w/catalog.parquet" --negatives "$run/negatives.parquet" \
-  --detections "$run/detections.parquet" -o "$run/model" --steps "$steps" --batch-size 32 \
-  --catalog-views --val-every 60 --checkpoint-every 60 --seed "$seed" --overwrite --quiet
+  --detections "$run/detections.parquet" -m "$pretrained" -o "$run/model" --steps "$steps" --batch-size 32 \
+  --catalog-views --val-every 0 --checkpoint-every 60 --seed "$seed" --overwrite --quiet
 echo "== 5. embed the catalogue, index it, search it" >&2
 moon embed "$w/catalog.parquet" -m "$run/model" --detections "$run/detections.parquet" \
   -o "$run/catalog_embeddings.parquet" --overwrite --quiet
@@ -37,7 +49,7 @@ moon search "$run/index" -m "$run/model" --text "$query" -k 3 \
 for h in map(json.loads, sys.stdin): print("  %.3f  %s  %s" % (h["score"], h["id"], h.get("title")))' >&2
 echo "== 6. evaluate on the bench: trained vs untrained vs pretrained baselines" >&2
 others=()
-moon evaluate "$w/bench" -m tiny --label untrained --detections "$run/detections.parquet" -o "$run/eval/untrained" --overwrite --quiet >/dev/null
+moon evaluate "$w/bench" -m "$model" --label untrained --detections "$run/detections.parquet" -o "$run/eval/untrained" --overwrite --quiet >/dev/null
 others+=(--compare "$run/eval/untrained")
 for baseline in minilm efficientnet-lite0; do
   if moon evaluate "$w/bench" -m "$baseline" -o "$run/eval/$baseline" --overwrite --quiet >/dev/null 2>"$run/eval-$baseline.log"; then
@@ -47,7 +59,7 @@ for baseline in minilm efficientnet-lite0; do
   fi
 done
 echo >&2
-echo "MOON (tiny, ${steps} steps) on the synthetic bench — Recall@10 / mean accuracy; deltas vs the first row:" >&2
-moon evaluate "$w/bench" -m "$run/model" --label "moon-tiny (trained)" --detections "$run/detections.parquet" \
+echo "MOON ($model, ${steps} steps) on the synthetic bench — Recall@10 / mean accuracy; deltas vs the first row:" >&2
+moon evaluate "$w/bench" -m "$run/model" --label "moon-$model (trained)" --detections "$run/detections.parquet" \
   -o "$run/eval/trained" --overwrite --quiet "${others[@]}"
 echo "(report: $run/eval/trained/report.md; wall time ${SECONDS} s)" >&2

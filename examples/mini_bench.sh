@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The `mini` preset's measurements (examples/results/mini.md): one world, one seed, the demo's post-training
+# The `mini` preset's measurements (README "The mini preset"): one world, one seed, the demo's post-training
 # budget (120 steps × 32 queries, hard negatives, catalogue views), each variant one change from another.
 # Usage: examples/mini_bench.sh RUN_DIR [VARIANT ...]   (moon on PATH; needs `make baselines`)
 # A variant is NAME=ARGS, e.g. "moon-lr5e-5=-m mini --lr 5e-5 --new-lr 1e-3"; "pretrain:NAME=ARGS" pre-trains

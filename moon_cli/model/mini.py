@@ -259,16 +259,13 @@ class FrozenFeatureCache:
     def _write(self, key: bytes, feats: torch.Tensor) -> None:
         if self.directory is None:
             return
-        path = self._path(key)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
+        from moon_cli.io import atomic_file
+
+        try:  # atomic: a reader sees the whole file or none; two writers write the same bytes
+            with atomic_file(self._path(key)) as tmp, open(tmp, "wb") as f:
                 np.save(f, feats.detach().cpu().numpy(), allow_pickle=False)
-            os.replace(tmp, path)  # atomic: a reader sees the whole file or none; two writers write the same bytes
         except OSError as exc:  # a full or read-only disk costs speed, not the run
             warn(f"moon: warning: the feature cache {self.directory} cannot be written ({exc}); continuing without it")
-            tmp.unlink(missing_ok=True)
             self.directory = None
 
 

@@ -105,8 +105,7 @@ class MoonModel(nn.Module):
 
     def freeze_pretrained(self) -> None:
         """Only the new weights (``is_new_parameter``) train from here on; a model without any is refused."""
-        names = [n for n, p in self.named_parameters() if p.requires_grad and self.is_new_parameter(n)]
-        if not names:
+        if not any(p.requires_grad and self.is_new_parameter(n) for n, p in self.named_parameters()):
             raise MoonError("--freeze-pretrained: this model has no new weights to train (no projector, no MoE "
                             "routers); it fits the `mini` preset, whose projector is new")
         for n, p in self.named_parameters():

@@ -95,6 +95,51 @@ DETECTIONS = Contract(
 CONTRACTS = {c.name: c for c in (CATALOG, BEHAVIOR, BOXES, DETECTIONS)}
 
 
+def standard_type(t: pa.DataType) -> pa.DataType:
+    """The plain Arrow type for a large / view / dictionary variant, recursively: what polars (large_string,
+    large_list), duckdb, pandas categoricals (dictionary) and Arrow's newer views write reads as the types
+    every stage is written against (string, binary, list)."""
+    if pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return pa.string()
+    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
+        return pa.binary()
+    if pa.types.is_dictionary(t):
+        return standard_type(t.value_type)
+    if (pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_list_view(t)
+            or pa.types.is_large_list_view(t)):
+        return pa.list_(t.value_field.with_type(standard_type(t.value_type)))
+    if pa.types.is_fixed_size_list(t):
+        return pa.list_(t.value_field.with_type(standard_type(t.value_type)), t.list_size)
+    if pa.types.is_struct(t):
+        return pa.struct([t.field(i).with_type(standard_type(t.field(i).type)) for i in range(t.num_fields)])
+    if pa.types.is_map(t):
+        return pa.map_(standard_type(t.key_type), t.item_field.with_type(standard_type(t.item_type)))
+    return t
+
+
+def _has_view(t: pa.DataType) -> bool:
+    if pa.types.is_list_view(t) or pa.types.is_large_list_view(t):
+        return True
+    return any(_has_view(t.field(i).type) for i in range(t.num_fields))
+
+
+def standardize(table: pa.Table) -> pa.Table:
+    """``table`` with every column in its plain type (``standard_type``); metadata kept, a plain table returned
+    as it is."""
+    schema = table.schema
+    for i, f in enumerate(schema):
+        plain = standard_type(f.type)
+        if plain.equals(f.type):
+            continue
+        col = table.column(i)
+        if _has_view(f.type):  # Arrow cannot cast a list view to a list yet: rebuild it (list views are rare)
+            col = pa.chunked_array([pa.array(c.to_pylist(), plain) for c in col.chunks], plain)
+        else:
+            col = col.cast(plain)
+        table = table.set_column(i, f.with_type(plain), col)
+    return table.replace_schema_metadata(schema.metadata)
+
+
 def _castable(actual: pa.DataType, expected: pa.DataType) -> bool:
     if actual.equals(expected):
         return True

@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from moon_cli import __version__
-from moon_cli.contracts import Contract, check_schema, conform
+from moon_cli.contracts import Contract, check_schema, conform, standardize
 from moon_cli.errors import MoonError
 
 STDIO = "-"
@@ -183,6 +183,7 @@ def read_table(path, contract: Contract | None = None, columns=None) -> Artifact
             raise MoonError(f"{source}: not a readable Parquet file ({exc})") from None
         base_dir = p.resolve().parent
     manifest = read_manifest(table.schema)
+    table = standardize(table)  # polars' large_string / large_list, views, dictionaries: the plain types
     if contract is not None:
         table = conform(table, contract, source)
         table = resolve_paths(table, contract.path_columns, base_dir, source)

@@ -113,10 +113,43 @@ def bomb() -> bytes:
     ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not JSON"),
     ({"files": {"image": ("q.jpg", b"\xff\xd8 not a jpeg", "image/jpeg")}}, 400, "not a decodable image"),
     ({"files": {"image": ("q.png", bomb(), "image/png")}}, 400, "decompression bomb"),
+    ({"content": b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "headers": {"content-type": "application/json"}},
+     400, "nested too deeply"),
 ])
 def test_bad_requests_get_a_4xx_json_error_naming_the_problem(client, request_kw, status, says):
     r = client.post("/search", **request_kw)
     assert r.status_code == status and says in r.json()["error"], r.text
+    assert "query query" not in r.json()["error"]
+
+
+def test_info_names_the_model_being_served(catalog_index, tmp_path):
+    d, _ = catalog_index
+    shutil.copytree(d / "idx", tmp_path / "idx")  # an index whose maker was called by another name (a moved path)
+    record = json.loads((tmp_path / "idx" / "moon_index.json").read_text())
+    (tmp_path / "idx" / "moon_index.json").write_text(json.dumps({**record, "model": "runs/old/model"}))
+    info = fastapi_testclient.TestClient(create_app(SearchEngine(tmp_path / "idx", "tiny"))).get("/info").json()
+    assert info["model"] == "tiny" and info["model_id"] == "preset:tiny:seed0"
+    assert info["index_model"] == "runs/old/model"
+
+
+def test_a_folder_index_serves_photos_and_items_whose_ids_are_paths(world_template, tmp_path):
+    from conftest import run_moon
+
+    for n, photo in enumerate(sorted((world_template / "images").glob("*.jpg"))[:6]):
+        sub = tmp_path / "photos" / ("tops" if n % 2 else "home/kitchen")
+        sub.mkdir(parents=True, exist_ok=True)
+        shutil.copy(photo, sub / photo.name)
+    assert run_moon("embed", tmp_path / "photos", "-m", "tiny", "-o", tmp_path / "e.parquet", "-q").exit_code == 0
+    assert run_moon("index", tmp_path / "e.parquet", "-o", tmp_path / "idx").exit_code == 0
+    folder = fastapi_testclient.TestClient(create_app(SearchEngine(tmp_path / "idx", "tiny")))
+    hits = folder.post("/search", json={"text": "red", "k": 6}).json()["hits"]
+    assert len(hits) == 6 and all("/" in h["id"] and h["thumbnail"] for h in hits)
+    for hit in hits:
+        thumb = folder.get(hit["thumbnail"])
+        assert thumb.status_code == 200 and Image.open(io.BytesIO(thumb.content)).width > 0
+        item = folder.get(f"/item/{hit['id']}")
+        assert item.status_code == 200 and item.json()["id"] == hit["id"]
+    assert folder.post("/search", json={"item_id": hits[0]["id"], "k": 3}).status_code == 200
 
 
 def test_uploads_over_the_limit_get_413_and_photos_stay_under_the_catalogue(engine, tmp_path, catalog_index):

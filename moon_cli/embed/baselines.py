@@ -86,7 +86,8 @@ class EfficientNetEncoder(Encoder):
         return lite_pixels(load_image(src, owner, field).resize((self.size, self.size)))  # (3, S, S)
 
     def _photos(self, item: dict, kind: str) -> list[torch.Tensor]:
-        owner = f"{kind} {item.get('item_id', item.get('id', '?'))}"
+        name = item.get("item_id", item.get("query_id", item.get("id")))
+        owner = kind if name is None else f"{kind} {name}"
         if kind == "product":
             photos = [self._pixels(p, owner, f"images[{k}]") for k, p in enumerate(item.get("images") or [])]
         else:

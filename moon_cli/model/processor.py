@@ -136,7 +136,8 @@ class MoonProcessor:
         return seq
 
     def encode_query(self, query: dict) -> Sequence:
-        owner = f"query {query.get('query_id', query.get('id', '?'))}"
+        name = query.get("query_id", query.get("id"))
+        owner = "query" if name is None else f"query {name}"  # a service's one query has no id
         text, image = query.get("text"), query.get("image")
         if (not isinstance(text, str) or not text.strip()) and image is None:
             raise InputError(f"{owner}: needs 'text' or 'image' (both are empty)")

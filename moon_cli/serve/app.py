@@ -28,11 +28,24 @@ class ClientError(Exception):
         self.status = status
 
 
+# where an indexed row's photos are: a catalogue's list, or the one photo of `moon embed FOLDER`
+PHOTO_COLUMNS = ("image_paths", "image_path")
+
+
+def photos_of(row: dict) -> list[str]:
+    """A stored row's photo paths, from whichever of ``PHOTO_COLUMNS`` it carries."""
+    if row.get("image_paths"):
+        return [p for p in row["image_paths"] if p]
+    return [row["image_path"]] if row.get("image_path") else []
+
+
 def images_root(engine: SearchEngine) -> Path | None:
     """The catalogue's folder: the deepest folder holding every indexed product photo."""
-    if "image_paths" not in engine.searcher.columns:
+    columns = [c for c in PHOTO_COLUMNS if c in engine.searcher.columns]
+    if not columns:
         return None
-    paths = [p for ps in engine.searcher.table.to_arrow().column("image_paths").to_pylist() for p in (ps or []) if p]
+    rows = engine.searcher.table.to_arrow().select(columns).to_pylist()
+    paths = [p for row in rows for p in photos_of(row)]
     return Path(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])) if paths else None
 
 
@@ -65,7 +78,7 @@ def create_app(engine: SearchEngine, photos_root: Path | None = None, max_upload
     def thumb_urls(item_id: str, hit: dict) -> list[str]:
         from urllib.parse import quote
 
-        return [f"/thumb/{quote(item_id, safe='')}/{n}" for n, _ in enumerate(hit.get("image_paths") or [])]
+        return [f"/thumb/{quote(item_id, safe='/')}/{n}" for n, _ in enumerate(photos_of(hit))]
 
     def present(hit: dict) -> dict:
         out = {"id": hit["id"], "score": hit.get("score")}
@@ -103,6 +116,9 @@ def create_app(engine: SearchEngine, photos_root: Path | None = None, max_upload
             fields = json.loads(body)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise ClientError(400, f"body is not JSON ({exc})") from None
+        except RecursionError:  # Python's parser gives up on very deep nesting: no client of this API sends it
+            raise ClientError(400, "body is JSON nested too deeply; send a flat object such as "
+                                   '{"text": "red tee", "k": 10}') from None
         if not isinstance(fields, dict):
             raise ClientError(400, "body must be a JSON object")
         return fields, None
@@ -126,8 +142,9 @@ def create_app(engine: SearchEngine, photos_root: Path | None = None, max_upload
 
     @app.get("/info")
     def info():
-        i = engine.searcher.info
-        return {"model": i.get("model"), "model_id": i["model_id"], "rows": engine.searcher.rows, "dim": engine.dim,
+        i = engine.searcher.info  # the model being served; the index's record of its maker may name it otherwise
+        return {"model": engine.encoder.name, "model_id": engine.encoder.model_id, "index_model": i.get("model"),
+                "rows": engine.searcher.rows, "dim": engine.dim,
                 "index_type": i["index_type"], "search": engine.searcher.describe(),
                 "recall@10": i.get("recall@10"), "detector": engine.detector is not None}
 
@@ -154,7 +171,7 @@ def create_app(engine: SearchEngine, photos_root: Path | None = None, max_upload
             raise ClientError(400, "give text, an image, both, or item_id")
         if text is not None and not isinstance(text, str):
             raise ClientError(400, "text must be a string")
-        vectors, errors = embed([{"id": "query", "text": text, "image": image}], "query")
+        vectors, errors = embed([{"text": text, "image": image}], "query")
         if errors:
             raise ClientError(400, errors[0])
         hits = engine.searcher.search(vectors, k, where)[0]
@@ -166,7 +183,7 @@ def create_app(engine: SearchEngine, photos_root: Path | None = None, max_upload
         vectors, photos under the catalogue's folder); or a form with one uploaded "image"."""
         fields, image = await read_request(request)
         if image is not None:
-            items, kind = [{"id": "image", "image": image}], "query"
+            items, kind = [{"image": image}], "query"
         elif isinstance(fields.get("texts"), list):
             items, kind = [{"id": f"text {n}", "text": t} for n, t in enumerate(fields["texts"])], "query"
         elif isinstance(fields.get("products"), list):
@@ -181,17 +198,17 @@ def create_app(engine: SearchEngine, photos_root: Path | None = None, max_upload
                 "vectors": [None if i in errors else next(it) for i in range(len(items))],
                 "errors": {str(i): e for i, e in errors.items()}}
 
-    @app.get("/item/{item_id}")
+    @app.get("/item/{item_id:path}")  # a folder index's ids are relative paths: "shoes/red.jpg"
     def item(item_id: str):
         row = engine.searcher.items([item_id]).get(item_id)
         if row is None:
             raise ClientError(404, f"no product with id {item_id!r} in the index")
         return present({**row, "score": None})
 
-    @app.get("/thumb/{item_id}/{n}")
+    @app.get("/thumb/{item_id:path}/{n}")
     def thumb(item_id: str, n: int):
         row = engine.searcher.items([item_id]).get(item_id)
-        paths = (row or {}).get("image_paths") or []
+        paths = photos_of(row or {})
         if row is None or not 0 <= n < len(paths):
             raise ClientError(404, f"no image {n} for product {item_id!r}")
         path = Path(paths[n]).resolve()

@@ -278,6 +278,44 @@ def test_16_bit_and_float_greyscale_photos_keep_their_grey_levels(tmp_path):
     assert got.min() == 0 and got.max() == 255
 
 
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "P"])
+def test_transparent_areas_of_a_cut_out_photo_become_white(tmp_path, mode):
+    """A product cut-out: a red square on transparent pixels that hold black; the model must see white there."""
+    import numpy as np
+
+    from moon_cli.model.images import load_image
+
+    rgba = np.zeros((8, 8, 4), dtype=np.uint8)  # transparent black
+    rgba[2:6, 2:6] = (200, 30, 30, 255)  # the opaque product
+    img = Image.fromarray(rgba, "RGBA")
+    if mode == "LA":
+        img = img.convert("LA")
+    if mode == "P":
+        img = img.convert("RGB").quantize(4)
+        img.info["transparency"] = img.getpixel((0, 0))  # the colour key
+    img.save(tmp_path / "cut.png")
+    got = np.asarray(load_image(tmp_path / "cut.png", "product p", "images[0]"))
+    assert got.shape == (8, 8, 3) and (got[0, 0] == 255).all() and (got[7, 7] == 255).all()
+    assert got[4, 4].max() < 220  # the product itself is kept
+
+
+def test_a_detector_trains_on_cut_out_photos_composited_on_white(tmp_path):
+    import numpy as np
+
+    from moon_cli.detect.dataset import write_yolo_dataset
+
+    rows = []
+    for n in range(12):
+        rgba = np.zeros((32, 32, 4), dtype=np.uint8)
+        rgba[8:24, 8:24] = (20, 200, 20, 255)
+        Image.fromarray(rgba, "RGBA").save(tmp_path / f"{n}.png")
+        rows.append({"image_path": str(tmp_path / f"{n}.png"), "bbox": [8, 8, 24, 24]})
+    write_yolo_dataset(rows, tmp_path / "ds", val_fraction=0.5)
+    placed = sorted((tmp_path / "ds" / "images").rglob("*.png"))
+    assert len(placed) == 12 and not any(p.is_symlink() for p in placed)
+    assert all(Image.open(p).mode == "RGB" and Image.open(p).getpixel((0, 0)) == (255, 255, 255) for p in placed)
+
+
 @pytest.mark.parametrize("damage", ["truncated weights", "weights of another shape", "invalid config", "invalid backbone config"])
 def test_a_damaged_checkpoint_is_a_one_line_error_naming_the_file(model, tmp_path, damage):
     from conftest import run_moon

@@ -9,6 +9,7 @@ from pathlib import Path
 from PIL import Image
 
 from moon_cli.errors import MoonError
+from moon_cli.model.images import has_alpha, to_rgb
 
 
 def held_out(path: str, val_fraction: float) -> bool:
@@ -20,6 +21,17 @@ def held_out(path: str, val_fraction: float) -> bool:
     key = "/".join(Path(path).parts[-2:])
     h = int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
     return h / 2 ** 32 < val_fraction
+
+
+def _place(photo: str, link: Path) -> None:
+    """The photo in the dataset: a symlink, or — for a photo with transparency, which ultralytics would read
+    with its alpha band dropped — a copy composited on white, as every other stage sees it."""
+    with Image.open(photo) as img:
+        alpha = has_alpha(img)
+        if alpha:
+            to_rgb(img).save(link.with_suffix(".png"))
+    if not alpha:
+        os.symlink(os.path.abspath(photo), link)
 
 
 def write_yolo_dataset(rows: list[dict], out: Path, val_fraction: float = 0.15) -> tuple[Path, dict]:
@@ -42,9 +54,7 @@ def write_yolo_dataset(rows: list[dict], out: Path, val_fraction: float = 0.15) 
             counts["skipped"] += 1
             continue
         split = "val" if held_out(path, val_fraction) else "train"
-        stem = f"{n:07d}{Path(path).suffix.lower()}"
-        link = out / "images" / split / stem
-        os.symlink(os.path.abspath(path), link)
+        _place(path, out / "images" / split / f"{n:07d}{Path(path).suffix.lower()}")
         cx, cy, bw, bh = (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
         (out / "labels" / split / f"{n:07d}.txt").write_text(f"0 {cx:.6f} {cy:.6f} {bw:.6f} {bh:.6f}\n")
         counts[split] += 1

@@ -50,10 +50,21 @@ def load_image(source, owner: str, field: str) -> Image.Image:
     return to_rgb(img)
 
 
+def has_alpha(img: Image.Image) -> bool:
+    """Whether ``img`` has transparent areas to fill: an alpha band, or a palette / colour key marked
+    transparent."""
+    return img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in img.info
+
+
 def to_rgb(img: Image.Image) -> Image.Image:
-    """RGB at 8 bits. PIL's own convert clips 16-bit and 32-bit greyscale to 255 (a white picture); these
-    are rescaled to 0..255 instead: I;16* by their 16-bit range, I by 16-bit when it fits, else by its
-    maximum, F by 0..1 when it fits, else by its maximum."""
+    """RGB at 8 bits. Transparent areas are composited on white: product cut-outs are RGBA, and dropping the
+    alpha band would leave whatever colour the transparent pixels hold (often black). PIL's own convert
+    clips 16-bit and 32-bit greyscale to 255 (a white picture); these are rescaled to 0..255 instead: I;16*
+    by their 16-bit range, I by 16-bit when it fits, else by its maximum, F by 0..1 when it fits, else by
+    its maximum."""
+    if has_alpha(img):
+        rgba = img.convert("RGBA")  # (premultiplied, palette and colour-key transparency become one alpha band)
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
     if img.mode.startswith("I;16") or img.mode in ("I", "F"):
         import numpy as np
 

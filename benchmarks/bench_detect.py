@@ -55,7 +55,7 @@ def main():
     loop = writer.rows / (time.perf_counter() - start)
     assert writer.rows == len(images), (writer.rows, len(images))
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "moon_cli.cli", "detect", str(folder), "--weights", args.detector,
+    subprocess.run([sys.executable, "-m", "moon_cli.cli", "detect", str(folder), "--detector", args.detector,
                     "-o", str(tmp / "det2.parquet"), "--batch-size", str(args.batch), "-q"], check=True,
                    capture_output=True)
     with_startup = len(images) / (time.perf_counter() - start)

@@ -20,7 +20,7 @@ echo "== 1. a synthetic world: catalogue, photos, behaviour log, bench" >&2
 moon synth "$w" --products "$products" --seed "$seed" --overwrite --quiet
 echo "== 2. the core-product detector, then crops for every photo (catalogue, shoppers' query photos, bench)" >&2
 moon detect-train "$w/boxes.parquet" -o "$run/detector" --overwrite
-moon detect "$w" --weights "$run/detector" -o "$run/detections.parquet" --overwrite --quiet
+moon detect "$w" --detector "$run/detector" -o "$run/detections.parquet" --overwrite --quiet
 echo "== 3. training data: query → purchase pairs and same-category hard negatives" >&2
 moon mine-pairs "$w/behavior.parquet" --catalog "$w/catalog.parquet" -o "$run/pairs.parquet" --overwrite
 moon sample-negatives "$run/pairs.parquet" --catalog "$w/catalog.parquet" -o "$run/negatives.parquet" \

@@ -12,7 +12,7 @@ w=$run/world
 mkdir -p "$run/models" "$run/eval"
 [[ -f "$w/world.json" ]] || moon synth "$w" --products "$products" --seed "$seed" --overwrite --quiet
 [[ -f "$run/detector/weights.pt" ]] || moon detect-train "$w/boxes.parquet" -o "$run/detector" --overwrite
-[[ -f "$run/detections.parquet" ]] || moon detect "$w" --weights "$run/detector" -o "$run/detections.parquet" --overwrite --quiet
+[[ -f "$run/detections.parquet" ]] || moon detect "$w" --detector "$run/detector" -o "$run/detections.parquet" --overwrite --quiet
 [[ -f "$run/pairs.parquet" ]] || moon mine-pairs "$w/behavior.parquet" --catalog "$w/catalog.parquet" -o "$run/pairs.parquet" --overwrite
 [[ -f "$run/negatives.parquet" ]] || moon sample-negatives "$run/pairs.parquet" --catalog "$w/catalog.parquet" \
   -o "$run/negatives.parquet" --per-pair 8 --overwrite

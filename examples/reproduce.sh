@@ -64,7 +64,7 @@ crops=()
 if [[ -f "$w/boxes.parquet" ]]; then
   log "core-product detector and crops"
   [[ -f "$run/detector/weights.pt" ]] || moon detect-train "$w/boxes.parquet" -o "$run/detector" --overwrite
-  [[ -f "$run/detections.parquet" ]] || moon detect "$w" --weights "$run/detector" -o "$run/detections.parquet" --overwrite --quiet
+  [[ -f "$run/detections.parquet" ]] || moon detect "$w" --detector "$run/detector" -o "$run/detections.parquet" --overwrite --quiet
   crops=(--detections "$run/detections.parquet")
 else
   log "no $w/boxes.parquet: no detector, no crops (the no-crops ablation is skipped)"

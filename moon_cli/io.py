@@ -271,6 +271,14 @@ def user_mode(path: Path, directory: bool = False) -> None:
     os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
 
 
+def user_mode_tree(directory: Path) -> None:
+    """Give the files under ``directory`` that a library wrote private (0600: safetensors, mkstemp) the mode
+    any file the user writes gets; other modes are left as they are."""
+    for p in Path(directory).rglob("*"):
+        if p.is_file() and not p.is_symlink() and p.stat().st_mode & 0o777 == 0o600:
+            user_mode(p)
+
+
 def _remove_litter(target: Path) -> None:
     """Temporary files / directories an earlier writer of ``target`` left when it was killed. Only a holder of
     the output's lock calls this, so no live writer owns them."""
@@ -326,6 +334,7 @@ def _atomic_dir(path, overwrite: bool) -> Iterator[Path]:
     user_mode(tmp, directory=True)
     try:
         yield tmp
+        user_mode_tree(tmp)
         if target.exists():
             trash = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent))
             os.replace(target, trash / "old")

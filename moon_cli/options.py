@@ -37,6 +37,13 @@ def echo_summary(title: str, rows: dict) -> None:
         click.echo(f"  {key:<{width}}  {value}", err=True)
 
 
+def detector_option(required: bool = False, help_text: str = "Detector directory from `moon detect-train`."):
+    """--detector: one spelling wherever a trained detector is read (--weights, its old name, still works)."""
+    return click.option("--detector", "--weights", "detector", required=required, default=None,
+                        type=click.Path(path_type=Path), envvar="MOON_DETECTOR",
+                        help=f"{help_text} (env: MOON_DETECTOR)")
+
+
 def device_option():
     return click.option("--device", default=None, envvar="MOON_DEVICE",
                         help="torch device (env: MOON_DEVICE) [default: cuda:LOCAL_RANK if a GPU is visible, else cpu].")

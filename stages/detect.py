@@ -4,22 +4,24 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option, ray_options
+from moon_cli.options import (detector_option, device_option, echo_summary, output_option, overwrite_option,
+                              quiet_option, ray_options)
 
 
 @click.command()
 @click.argument("input_path", metavar="INPUT")
 @output_option("Detections Parquet file, or - for an Arrow stream on stdout.")
-@click.option("--weights", required=True, help="Detector directory from `moon detect-train` (or a .pt file).")
+@detector_option(required=True)
 @click.option("--crops-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where crops go [default: crops/ beside the output].")
 @click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
               help="Below this confidence the full image is the crop (status no_detection).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@device_option()
 @ray_options
 @overwrite_option
 @quiet_option
-def detect(input_path, output, weights, crops_dir, conf, batch_size, ray_address, num_workers, cpus_per_worker,
+def detect(input_path, output, detector, crops_dir, conf, batch_size, device, ray_address, num_workers, cpus_per_worker,
            overwrite, quiet):
     """Detect the core product in every image of INPUT.
 
@@ -31,18 +33,20 @@ def detect(input_path, output, weights, crops_dir, conf, batch_size, ray_address
 
     \b
     Example (each runs in tests/test_docs.py):
-      moon detect world -o detections.parquet --weights detector
-      moon detect world -o ray-detections.parquet --weights detector --ray --num-workers 2
+      moon detect world -o detections.parquet --detector detector
+      moon detect world -o ray-detections.parquet --detector detector --ray --num-workers 2
     """
     import time
 
     from tqdm import tqdm
 
     from moon_cli.contracts import DETECTIONS
+    from moon_cli.devices import choose_device
     from moon_cli.detect.predict import detect_batches, iter_folder_images, iter_table_images, load_detector
     from moon_cli.io import TableWriter, ensure_new_output, is_stdio, make_manifest, read_table, resolve_paths
 
     ensure_new_output(output, overwrite)
+    device = choose_device(device)
     if not is_stdio(input_path) and Path(input_path).is_dir():
         paths = iter_folder_images(Path(input_path))
     else:
@@ -55,13 +59,13 @@ def detect(input_path, output, weights, crops_dir, conf, batch_size, ray_address
         from moon_cli.ray_pool import connect
 
         connect(ray_address)
-        remote = RayDetector(Path(weights), crops, conf, num_workers=num_workers, cpus_per_worker=cpus_per_worker)
+        remote = RayDetector(Path(detector), crops, conf, num_workers=num_workers, cpus_per_worker=cpus_per_worker)
         imgsz, tables = remote.imgsz, remote.detect_batches(paths, batch_size)
     else:
         remote = None
-        detector, imgsz = load_detector(Path(weights))
-        tables = detect_batches(paths, detector, imgsz, crops, conf, batch_size)
-    manifest = make_manifest("detect", {"conf": conf, "imgsz": imgsz, "weights": str(weights)},
+        model, imgsz = load_detector(Path(detector))
+        tables = detect_batches(paths, model, imgsz, crops, conf, batch_size, device)
+    manifest = make_manifest("detect", {"conf": conf, "imgsz": imgsz, "weights": str(detector)},
                              inputs=[input_path] if not Path(input_path).is_dir() else [])
     counts = {"ok": 0, "no_detection": 0, "error": 0}
     t0 = time.perf_counter()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option, seed_option
+from moon_cli.options import device_option, echo_summary, output_option, overwrite_option, quiet_option, seed_option
 
 
 @click.command("detect-train")
@@ -19,10 +19,11 @@ from moon_cli.options import echo_summary, output_option, overwrite_option, quie
 @click.option("--batch-size", "batch_size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--batch", "batch_legacy", type=click.IntRange(min=1), default=None, hidden=True)  # the old spelling
 @seed_option("Training seed")
+@device_option()
 @overwrite_option
 @quiet_option
-def detect_train(boxes, output: Path, epochs, imgsz, model_yaml, max_images, batch_size, batch_legacy, seed, overwrite,
-                 quiet):
+def detect_train(boxes, output: Path, epochs, imgsz, model_yaml, max_images, batch_size, batch_legacy, seed, device,
+                 overwrite, quiet):
     """Train a one-class core-product detector from BOXES (image_path, bbox), e.g. a world's boxes.parquet.
 
     Builds the model from an ultralytics yaml (random init), trains on CPU fully offline, validates
@@ -36,9 +37,11 @@ def detect_train(boxes, output: Path, epochs, imgsz, model_yaml, max_images, bat
     """
     from moon_cli.contracts import BOXES
     from moon_cli.detect.train import train_detector
+    from moon_cli.devices import choose_device
+    from moon_cli.io import atomic_dir, read_table
 
     batch_size = batch_legacy or batch_size
-    from moon_cli.io import atomic_dir, read_table
+    device = choose_device(device)
 
     rows = read_table(boxes, BOXES).table.to_pylist()
     if not rows:
@@ -46,7 +49,7 @@ def detect_train(boxes, output: Path, epochs, imgsz, model_yaml, max_images, bat
 
         raise MoonError(f"{boxes}: no boxes to train on")
     with atomic_dir(output, overwrite=overwrite) as tmp:
-        summary = train_detector(rows, tmp, epochs, imgsz, model_yaml, max_images, batch_size, seed)
+        summary = train_detector(rows, tmp, epochs, imgsz, model_yaml, max_images, batch_size, seed, device=device)
     echo_summary(f"moon detect-train: wrote {output}", {
         "images": f"{summary['images']['train']} train, {summary['images']['val']} held out",
         "mAP50": summary["map50"], "mAP50-95": summary["map50_95"],

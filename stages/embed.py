@@ -56,13 +56,12 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
       moon embed world/catalog.parquet -m minilm -o minilm.parquet   # make baselines
       moon embed world/catalog.parquet -m model --detections detections.parquet -o ray.parquet --ray --num-workers 2
     """
-    import os
     import tempfile
 
     import pyarrow.parquet as pq
-    import torch
 
     from moon_cli.contracts import DETECTIONS
+    from moon_cli.devices import choose_device
     from moon_cli.embed.encoders import load_encoder
     from moon_cli.embed.inputs import FolderInput, TableInput
     from moon_cli.embed.run import embed_to_parquet
@@ -71,6 +70,8 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
                              write_table)
 
     shard_t = _shard(shard)
+    if not ray_address:  # before anything loads; on Ray each worker picks its own GPU
+        device = choose_device(device)
     to_stdout, output = is_stdio(output), Path(output)
     if to_stdout and resume:
         raise MoonError("--resume needs an output file: a stream on stdout cannot be continued")
@@ -97,8 +98,6 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
         connect(ray_address)
         encoder = RayEncoder(model_name, num_workers=num_workers, device=device, cpus_per_worker=cpus_per_worker)
     else:
-        if device is None:
-            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
         encoder = load_encoder(model_name, device)
     params = {"model": model_name, "model_id": encoder.model_id, "dim": min(dim or encoder.dim, encoder.dim),
               "kind": source.kind, "shard": shard, "detections": fingerprint(detections) if detections else None}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import model_option, output_option, overwrite_option, quiet_option
+from moon_cli.options import device_option, model_option, output_option, overwrite_option, quiet_option
 
 
 @click.command("evaluate")
@@ -17,9 +17,10 @@ from moon_cli.options import model_option, output_option, overwrite_option, quie
 @click.option("--compare", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="Other report directories to show side by side (repeatable).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@device_option()
 @overwrite_option
 @quiet_option
-def evaluate(bench_dir, model_name, output, detections, label, compare, batch_size, overwrite, quiet):
+def evaluate(bench_dir, model_name, output, detections, label, compare, batch_size, device, overwrite, quiet):
     """Evaluate MODEL on BENCH_DIR (e.g. WORLD/bench): Recall@1/5/10, MRR, nDCG@10 for image, text,
     multimodal and product queries; zero-shot category accuracy per level and attribute accuracy per
     type. A missing task file skips that task with a warning.
@@ -31,6 +32,7 @@ def evaluate(bench_dir, model_name, output, detections, label, compare, batch_si
       moon evaluate world/bench -m minilm -o eval/minilm --label minilm --compare eval/model --compare eval/untrained
     """
     from moon_cli.contracts import DETECTIONS
+    from moon_cli.devices import choose_device
     from moon_cli.embed.encoders import load_encoder
     from moon_cli.eval.bench import load_bench
     from moon_cli.eval.evaluate import evaluate as run_eval
@@ -40,10 +42,11 @@ def evaluate(bench_dir, model_name, output, detections, label, compare, batch_si
     from moon_cli.model.resolve import resolve
     from moon_cli.io import atomic_dir, ensure_new_dir, read_table
 
+    device = choose_device(device)
     ensure_new_dir(output, overwrite)  # before the evaluation, not after it
     others = [load_metrics(c) for c in compare]
     bench = load_bench(bench_dir)
-    encoder = load_encoder(model_name)
+    encoder = load_encoder(model_name, device)
     det = read_table(detections, DETECTIONS).table if detections else None
     results = run_eval(bench, encoder, det, batch_size, quiet)
     run = {"label": label or model_name, "model": model_name, "model_id": encoder.model_id, "bench": str(bench_dir),

@@ -5,7 +5,8 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import memory_option, model_option
+from moon_cli.options import device_option, memory_option, model_option
+
 
 @click.command("search")
 @click.argument("index_dir", type=click.Path(file_okay=False, path_type=Path))
@@ -21,7 +22,8 @@ from moon_cli.options import memory_option, model_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True,
               help="Queries embedded and searched per call (--queries).")
 @memory_option()
-def search(index_dir, model_name, text, image, queries_path, where, k, batch_size, memory):
+@device_option()
+def search(index_dir, model_name, text, image, queries_path, where, k, batch_size, memory, device):
     """Search INDEX_DIR with --text, --image or both (one JSON object per hit on stdout: id, score, stored
     columns), or with --queries FILE (one JSON line per query: its id and its hits, or its error).
 
@@ -30,6 +32,7 @@ def search(index_dir, model_name, text, image, queries_path, where, k, batch_siz
       moon search index -m model --text "red cotton tee" -k 5 --where "array_has(category_path, 'Apparel')"
       moon search index -m model --queries world/bench/text_queries.parquet -k 10
     """
+    from moon_cli.devices import choose_device
     from moon_cli.errors import MoonError
     from moon_cli.serve.engine import SearchEngine
 
@@ -37,8 +40,9 @@ def search(index_dir, model_name, text, image, queries_path, where, k, batch_siz
         raise MoonError("give --queries, or --text / --image, not both")
     if not (text or image or queries_path):
         raise MoonError("give --text, --image or both, or --queries FILE")
+    device = choose_device(device)
     queries = read_queries(queries_path) if queries_path else None
-    engine = SearchEngine(index_dir, model_name, memory=memory)
+    engine = SearchEngine(index_dir, model_name, memory=memory, device=device)
     if queries is None:
         result = engine.search([{"id": "query", "text": text, "image": image}], k, where)[0]
         if "error" in result:

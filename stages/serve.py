@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import device_option, memory_option, model_option, quiet_option
+from moon_cli.options import detector_option, device_option, memory_option, model_option, quiet_option
 
 
 @click.command("serve")
@@ -14,8 +14,8 @@ from moon_cli.options import device_option, memory_option, model_option, quiet_o
               help="Address to bind; 0.0.0.0 exposes the service to the network. (env: MOON_HOST)")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, envvar="MOON_PORT",
               help="(env: MOON_PORT)")
-@click.option("--detector", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="A `moon detect-train` directory: query photos get their core-product crop, as in training.")
+@detector_option(help_text="A `moon detect-train` directory: query photos get their core-product crop, as in "
+                           "training.")
 @click.option("--images-root", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="The only folder photos are served from [default: the folder holding every indexed photo].")
 @click.option("--max-upload-mb", type=click.FloatRange(min=0.001), default=10.0, show_default=True,
@@ -40,7 +40,9 @@ def serve(index_dir, model_name, host, port, detector, images_root, max_upload_m
         from moon_cli.errors import MoonError
 
         raise MoonError(f"{index_dir}: no such index directory; build one with `moon index`")
-    engine = SearchEngine(index_dir, model_name, memory=memory, device=device, detector=detector)
+    from moon_cli.devices import choose_device
+
+    engine = SearchEngine(index_dir, model_name, memory=memory, device=choose_device(device), detector=detector)
     app = create_app(engine, images_root, max_upload=int(max_upload_mb * 2**20))
     if not quiet:
         click.echo(f"moon serve: {engine.searcher.rows:,} products, {engine.searcher.describe()}; "

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import (echo_summary, model_option, output_option, overwrite_option, quiet_option,
-                              seed_option)
+from moon_cli.options import (device_option, echo_summary, model_option, output_option, overwrite_option,
+                              quiet_option, seed_option)
 
 
 def _dims(text: str | None) -> list[int]:
@@ -95,6 +95,7 @@ def _mix(text: str) -> dict[str, float]:
                                            "it: for backbones that do not fit one device.")
 @click.option("--gradient-checkpointing", is_flag=True, help="Recompute activations in backward (GPU memory).")
 @seed_option("Seed of the model's initialisation and the data order")
+@device_option()
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --output.")
 @click.option("--stop-at-step", type=int, default=None, hidden=True, help="Stop after this step (tests: an interruption).")
 @overwrite_option
@@ -102,7 +103,8 @@ def _mix(text: str) -> dict[str, float]:
 def train(pairs, catalog, output, objective, negatives, detections, no_crops, model_name, config_file, steps, batch_size,
           lr, new_lr, freeze_pretrained, temperature, fixed_temperature, hard_negatives, no_hard_negatives, catalog_views, queue_size, no_queue,
           no_gather, no_moe, arch, matryoshka, align_weight, grad_cache, chunk_size, modality_mix, val_every, val_fraction,
-          holdout_splits, temperature_lr, checkpoint_every, bf16, fsdp, gradient_checkpointing, seed, resume, stop_at_step, overwrite, quiet):
+          holdout_splits, temperature_lr, checkpoint_every, bf16, fsdp, gradient_checkpointing, seed, device, resume, stop_at_step,
+          overwrite, quiet):
     """Train MOON on PAIRS (from `moon mine-pairs`) and the catalogue; write a checkpoint directory.
 
     InfoNCE over the positive, in-batch products, hard negatives, products gathered from other processes
@@ -128,11 +130,13 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
         raise MoonError(f"moon train: --align-weight aligns the photo and text tokens of MOON's one sequence; "
                         f"it does not combine with {'--arch dual' if arch == 'dual' else '--grad-cache'}")
     from moon_cli.contracts import CATALOG, DETECTIONS, NEGATIVES, PAIRS
+    from moon_cli.devices import choose_device
     from moon_cli.io import read_json_report, read_table
     from moon_cli.model.resolve import resolve
     from moon_cli.train.run import TrainRequest, TrainTables, run_training
     from moon_cli.train.trainer import TrainConfig, recipe_for
 
+    choose_device(device)  # a device this machine lacks fails before anything is read
     recipe = recipe_for(resolve(model_name))
     lr = recipe.get("lr", TrainConfig.lr) if lr is None else lr
     new_lr = recipe.get("new_lr", TrainConfig.new_lr) if new_lr is None else new_lr
@@ -163,7 +167,8 @@ def train(pairs, catalog, output, objective, negatives, detections, no_crops, mo
     sources = {"pairs": pairs, "catalog": catalog, "negatives": negatives, "detections": detections}
     request = TrainRequest(tables=tables, sources=sources, output=output, use_crops=not no_crops, use_moe=not no_moe,
                            arch=arch, model=model_name, config_overrides=overrides, bf16_auto=bf16 is None,
-                           resume=resume, overwrite=overwrite, quiet=quiet, stop_at_step=stop_at_step)
+                           resume=resume, overwrite=overwrite, quiet=quiet, stop_at_step=stop_at_step,
+                           device=device)
     summary = run_training(cfg, request)
     if summary:
         echo_summary(f"moon train: wrote {output}", summary)

@@ -1,6 +1,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from moon_cli import __version__
 from moon_cli.cli import COMMANDS, cli
 
@@ -103,3 +105,31 @@ def test_moon_model_naming_a_missing_path_gives_the_same_error_as_dash_m(world_t
     assert via_env.exit_code == via_flag.exit_code == 1
     assert via_env.output == via_flag.output and "does not exist" in via_env.output
     assert not (tmp_path / "e.parquet").exists()
+
+
+DEVICE_STAGES = {  # every stage that runs a model, with arguments that would otherwise start it
+    "embed": lambda t: ["embed", t / "catalog.parquet", "-m", "tiny", "-o", t / "e.parquet"],
+    "train": lambda t: ["train", t / "pairs.parquet", "--catalog", t / "catalog.parquet", "-o", t / "ckpt"],
+    "evaluate": lambda t: ["evaluate", t / "bench", "-m", "tiny", "-o", t / "eval"],
+    "search": lambda t: ["search", t / "index", "-m", "tiny", "--text", "red tee"],
+    "serve": lambda t: ["serve", t, "-m", "tiny"],
+    "detect": lambda t: ["detect", t / "images", "--detector", t / "detector", "-o", t / "d.parquet"],
+    "detect-train": lambda t: ["detect-train", t / "boxes.parquet", "-o", t / "detector"],
+}
+
+
+@pytest.mark.parametrize("stage", sorted(DEVICE_STAGES))
+@pytest.mark.parametrize("device, says", [("meta", "--device meta holds no data"),
+                                          ("cuda", "no GPU is visible here"),
+                                          ("tpu9", "'tpu9' is not a torch device")])
+def test_every_model_stage_refuses_a_device_this_machine_lacks_in_one_line(stage, device, says, tmp_path, monkeypatch):
+    import torch
+
+    if device == "cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    monkeypatch.setenv("MOON_DEVICE", device)  # the environment variable of --device
+    r = run_moon(*DEVICE_STAGES[stage](tmp_path))
+    assert r.exit_code == 1, r.output
+    line = r.output.strip()
+    assert "\n" not in line and says in line and "this machine has: cpu" in line, line
+    assert "internal error" not in line and not any(tmp_path.iterdir())  # refused before anything was made

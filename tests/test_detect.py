@@ -20,7 +20,7 @@ def test_detect_train_writes_weights_and_a_summary(detector):
 
 def test_detect_on_a_catalogue_gives_one_row_per_image_and_crops(world, detector, tmp_path):
     out = tmp_path / "det.parquet"
-    r = run_moon("detect", world / "catalog.parquet", "--weights", detector, "-o", out, "--conf", 0.05, "-q")
+    r = run_moon("detect", world / "catalog.parquet", "--detector", detector, "-o", out, "--conf", 0.05, "-q")
     assert r.exit_code == 0, r.output
     rows = read_table(out, DETECTIONS).table.to_pylist()
     n_images = sum(len(p) for p in pq.read_table(world / "catalog.parquet").column("image_paths").to_pylist())
@@ -61,10 +61,10 @@ def test_broken_images_are_reported_per_row_and_the_rest_processed(world, detect
 
 
 def test_missing_weights_and_existing_output_are_refused(world, detector, tmp_path):
-    r = run_moon("detect", world / "images", "--weights", tmp_path / "none", "-o", tmp_path / "d.parquet")
+    r = run_moon("detect", world / "images", "--detector", tmp_path / "none", "-o", tmp_path / "d.parquet")
     assert r.exit_code == 1 and "moon detect-train" in r.output
     (tmp_path / "d.parquet").write_text("keep me")
-    r = run_moon("detect", world / "images", "--weights", detector, "-o", tmp_path / "d.parquet")
+    r = run_moon("detect", world / "images", "--detector", detector, "-o", tmp_path / "d.parquet")
     assert r.exit_code == 1 and "--overwrite" in r.output
     assert (tmp_path / "d.parquet").read_text() == "keep me"
 
@@ -100,7 +100,7 @@ def test_a_crafted_detector_file_runs_no_code(world, detector, tmp_path, stage):
     crafted.parent.mkdir()
     torch.save({"model": _RunsCode(marker)}, crafted)
     if stage == "detect":
-        r = run_moon("detect", world / "images", "--weights", crafted.parent, "-o", tmp_path / "d.parquet", "-q")
+        r = run_moon("detect", world / "images", "--detector", crafted.parent, "-o", tmp_path / "d.parquet", "-q")
     else:
         r = run_moon("detect-train", world / "boxes.parquet", "-o", tmp_path / "det", "--model", crafted,
                      "--epochs", 1, "--imgsz", 64, "--max-images", 40)
@@ -109,7 +109,7 @@ def test_a_crafted_detector_file_runs_no_code(world, detector, tmp_path, stage):
     assert len(r.output.strip().splitlines()) == 1, r.output
     assert not (tmp_path / "d.parquet").exists() and not (tmp_path / "det" / "weights.pt").exists()
     # the real detector still loads under the same safe mode
-    r = run_moon("detect", world / "images", "--weights", detector, "-o", tmp_path / "ok.parquet", "-q")
+    r = run_moon("detect", world / "images", "--detector", detector, "-o", tmp_path / "ok.parquet", "-q")
     assert r.exit_code == 0, r.output
 
 

@@ -112,7 +112,7 @@ def test_embed_detect_and_mine_pairs_run_on_polars_written_tables(world, detecto
     assert pq.read_schema(world / "catalog.parquet").field("title").type == pa.large_string()
     for args in (("embed", world / "catalog.parquet", "-m", "tiny", "-o", tmp_path / "e.parquet"),
                  ("embed", world / "bench/text_queries.parquet", "-m", "tiny", "-o", tmp_path / "q.parquet"),
-                 ("detect", world / "catalog.parquet", "--weights", detector, "-o", tmp_path / "d.parquet"),
+                 ("detect", world / "catalog.parquet", "--detector", detector, "-o", tmp_path / "d.parquet"),
                  ("mine-pairs", world / "behavior.parquet", "--catalog", world / "catalog.parquet",
                   "-o", tmp_path / "p.parquet")):
         r = run_moon(*args, "--quiet" if args[0] != "mine-pairs" else "-q")

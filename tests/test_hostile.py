@@ -39,7 +39,7 @@ def _stages(world, tmp):
                                              "-o", tmp / "out.parquet"],
         "sample-negatives": lambda bad: ["sample-negatives", bad, "--catalog", cat, "-o", tmp / "out.parquet"],
         "embed": lambda bad: ["embed", bad, "-m", "tiny", "-o", tmp / "out.parquet", "-q"],
-        "detect": lambda bad: ["detect", bad, "--weights", tmp / "no-detector", "-o", tmp / "out.parquet", "-q"],
+        "detect": lambda bad: ["detect", bad, "--detector", tmp / "no-detector", "-o", tmp / "out.parquet", "-q"],
         "detect-train": lambda bad: ["detect-train", bad, "-o", tmp / "out"],
         "index": lambda bad: ["index", bad, "-o", tmp / "out"],
         "train": lambda bad: ["train", bad, "--catalog", cat, "-o", tmp / "out", "--steps", 1, "-q"],

@@ -94,7 +94,7 @@ def test_detect_killed_then_rerun_leaves_a_whole_table_and_no_litter(inputs, tmp
     det = tmp_path / "detector"
     assert run_moon("detect-train", inputs["world"] / "boxes.parquet", "-o", det, "--epochs", 1, "--imgsz", 64,
                     "--max-images", 60).exit_code == 0
-    args = [inputs["catalog"], "--weights", det, "-q", "--batch-size", 4]
+    args = [inputs["catalog"], "--detector", det, "-q", "--batch-size", 4]
     for trial in range(TRIALS):
         kill_after(moon_cmd("detect", *args, "-o", tmp_path / "d.parquet", "--overwrite"),
                    random.Random(trial).uniform(2, 6))

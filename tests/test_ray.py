@@ -132,8 +132,8 @@ def test_a_model_that_cannot_load_on_the_workers_is_one_line(world_template, loc
 @pytest.mark.scale
 def test_detect_on_ray_equals_one_process(world_template, local_ray, tmp_path, detector):
     one, many = tmp_path / "one" / "d.parquet", tmp_path / "ray" / "d.parquet"
-    assert run_moon("detect", world_template / "catalog.parquet", "--weights", detector, "-o", one, "-q").exit_code == 0
-    r = run_moon("detect", world_template / "catalog.parquet", "--weights", detector, "-o", many, "-q",
+    assert run_moon("detect", world_template / "catalog.parquet", "--detector", detector, "-o", one, "-q").exit_code == 0
+    r = run_moon("detect", world_template / "catalog.parquet", "--detector", detector, "-o", many, "-q",
                  "--ray", "--num-workers", 2, "--batch-size", 16)
     assert r.exit_code == 0, r.output
     a, b = pq.read_table(one), pq.read_table(many)

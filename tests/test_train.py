@@ -1,5 +1,7 @@
 import json
 import math
+import os
+import stat
 
 import pyarrow.parquet as pq
 import pytest
@@ -147,6 +149,12 @@ def test_train_writes_a_loadable_model_log_and_checkpoints(train_inputs, tmp_pat
     q = [{"text": "red mug"}]
     assert (trained.encode_queries(q) - untrained.encode_queries(q)).abs().max() > 1e-4
     assert json.loads((out / "meta.json").read_text())["step"] == 3
+    # every file follows the umask (0022 under pytest here), the weights too: safetensors writes them 0600
+    modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*") if p.is_file()}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert modes["model.safetensors"] == modes["checkpoints/step-000003/model.safetensors"] == 0o666 & ~umask
+    assert set(modes.values()) == {0o666 & ~umask}, modes
 
 
 def test_resume_after_an_interruption_matches_an_uninterrupted_run(train_inputs, tmp_path):

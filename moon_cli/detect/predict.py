@@ -50,7 +50,8 @@ def load_detector(weights_dir: Path):
 
     weights = Path(weights_dir) / "weights.pt" if Path(weights_dir).is_dir() else Path(weights_dir)
     if not weights.is_file():
-        raise MoonError(f"--weights {weights_dir}: no detector weights there; train one with `moon detect-train`")
+        raise MoonError(f"detector {weights_dir}: no detector weights there (weights.pt); train one with "
+                        f"`moon detect-train`")
     summary = weights.parent / "summary.json"
     imgsz = json.loads(summary.read_text()).get("imgsz", 128) if summary.is_file() else 128
     YOLO = offline_ultralytics()
@@ -58,7 +59,7 @@ def load_detector(weights_dir: Path):
         return YOLO(str(weights)), imgsz
     except Exception as exc:  # noqa: BLE001 - torch / ultralytics raise many types for a bad or unsafe file
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise MoonError(f"--weights {weights}: not a loadable detector ({first[:200]}); detector files are loaded "
+        raise MoonError(f"detector {weights}: not a loadable detector ({first[:200]}); detector files are loaded "
                         f"without running code — train one with `moon detect-train`") from None
 
 
@@ -79,11 +80,11 @@ def batched(paths: Iterable[str], batch_size: int) -> Iterator[list[str]]:
 
 
 def detect_batches(paths: Iterable[str], detector, imgsz: int, crops_dir: Path, conf: float,
-                   batch_size: int) -> Iterator[pa.Table]:
+                   batch_size: int, device: str = "cpu") -> Iterator[pa.Table]:
     """Yield one DETECTIONS table per batch of input images."""
     crops_dir.mkdir(parents=True, exist_ok=True)
     for batch in batched(paths, batch_size):
-        yield _detect(batch, detector, imgsz, crops_dir, conf)
+        yield _detect(batch, detector, imgsz, crops_dir, conf, device)
 
 
 def failed_table(paths: list[str], message: str) -> pa.Table:
@@ -93,7 +94,7 @@ def failed_table(paths: list[str], message: str) -> pa.Table:
                      "crop_path": [None] * n, "status": ["error"] * n, "error": [message] * n}, schema=DETECTIONS.schema)
 
 
-def _detect(paths: list[str], detector, imgsz: int, crops_dir: Path, conf: float) -> pa.Table:
+def _detect(paths: list[str], detector, imgsz: int, crops_dir: Path, conf: float, device: str = "cpu") -> pa.Table:
     rows = {f.name: [] for f in DETECTIONS.fields}
     images, ok_index = [], []
     results: list[dict] = [dict() for _ in paths]
@@ -106,7 +107,7 @@ def _detect(paths: list[str], detector, imgsz: int, crops_dir: Path, conf: float
     if images:
         # ultralytics' native input is a BGR array; handing it PIL images costs it a slower conversion
         arrays = [np.ascontiguousarray(np.asarray(img)[..., ::-1]) for img in images]  # (H, W, 3) BGR
-        preds = detector.predict(arrays, imgsz=imgsz, conf=min(conf, 0.01), device="cpu", verbose=False)
+        preds = detector.predict(arrays, imgsz=imgsz, conf=min(conf, 0.01), device=device, verbose=False)
         for i, img, pred in zip(ok_index, images, preds):
             boxes = pred.boxes
             best = int(boxes.conf.argmax()) if len(boxes) else None
@@ -131,10 +132,10 @@ def _detect(paths: list[str], detector, imgsz: int, crops_dir: Path, conf: float
     return pa.table(rows, schema=DETECTIONS.schema)
 
 
-def core_product_crop(photo, detector, imgsz: int, conf: float = 0.25):
+def core_product_crop(photo, detector, imgsz: int, conf: float = 0.25, device: str = "cpu"):
     """The core product cut from one in-memory photo (a PIL image), or None when nothing is detected."""
     bgr = np.ascontiguousarray(np.asarray(photo)[..., ::-1])  # (H, W, 3)
-    boxes = detector.predict([bgr], imgsz=imgsz, conf=conf, device="cpu", verbose=False)[0].boxes
+    boxes = detector.predict([bgr], imgsz=imgsz, conf=conf, device=device, verbose=False)[0].boxes
     if not len(boxes):
         return None
     x0, y0, x1, y1 = boxes.xyxy[int(boxes.conf.argmax())].tolist()

@@ -21,7 +21,7 @@ def box_iou(a, b) -> float:
 
 
 def train_detector(rows: list[dict], out: Path, epochs: int, imgsz: int, model_yaml: str, max_images: int,
-                   batch: int, seed: int, workers: int = 0) -> dict:
+                   batch: int, seed: int, workers: int = 0, device: str = "cpu") -> dict:
     """Train, validate on a held-out split, measure IoU against ground truth; write weights + summary."""
     from moon_cli.detect.yolo import MODEL_YAMLS, offline_ultralytics
 
@@ -41,14 +41,14 @@ def train_detector(rows: list[dict], out: Path, epochs: int, imgsz: int, model_y
             model = YOLO(model_yaml)
         except Exception as exc:  # noqa: BLE001 - ultralytics raises several types for a bad yaml
             raise MoonError(f"--model {model_yaml}: cannot build a YOLO model from it ({exc}); try yolov8n.yaml") from None
-        model.train(data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu", workers=workers,
+        model.train(data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, device=device, workers=workers,
                     project=str(Path(tmp) / "runs"), name="train", exist_ok=True, seed=seed, deterministic=True,
                     plots=False, verbose=False, pretrained=False, amp=False, cache=False)
         best = Path(model.trainer.best if Path(model.trainer.best).exists() else model.trainer.last)
         out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(best, out / "weights.pt")
         trained = YOLO(str(out / "weights.pt"))
-        metrics = trained.val(data=str(data), imgsz=imgsz, batch=batch, device="cpu", plots=False, verbose=False,
+        metrics = trained.val(data=str(data), imgsz=imgsz, batch=batch, device=device, plots=False, verbose=False,
                               workers=workers, project=str(Path(tmp) / "runs"), name="val", exist_ok=True)
         map50, map5095 = float(metrics.box.map50), float(metrics.box.map)
     # IoU of the top detection against ground truth on held-out images
@@ -57,7 +57,7 @@ def train_detector(rows: list[dict], out: Path, epochs: int, imgsz: int, model_y
     for start in range(0, len(val_rows), 32):
         chunk = val_rows[start:start + 32]
         for row, res in zip(chunk, trained.predict([r["image_path"] for r in chunk], imgsz=imgsz, conf=0.01,
-                                                   device="cpu", verbose=False)):
+                                                   device=device, verbose=False)):
             boxes = res.boxes
             ious.append(box_iou(boxes.xyxy[boxes.conf.argmax()].tolist(), row["bbox"]) if len(boxes) else 0.0)
     summary = {

@@ -233,6 +233,7 @@ class MoonModel(nn.Module):
 
         from moon_cli.model.card import render_card
         from moon_cli.model.export import write_peft_adapter
+        from moon_cli.io import user_mode_tree
         from moon_cli.model.st_files import write_sentence_transformers_files
 
         directory = Path(directory)
@@ -250,6 +251,7 @@ class MoonModel(nn.Module):
             write_peft_adapter(self.backbone, directory)
         write_sentence_transformers_files(directory)  # SentenceTransformer(directory) loads it (moon_cli.model.st)
         (directory / "README.md").write_text(render_card(self.config, meta or {}))
+        user_mode_tree(directory)  # safetensors writes its files 0600, whatever the umask
 
     def _is_trained(self, key: str) -> bool:
         return any(s in key for s in ("lora_", ".router.", ".experts.", "category_expert", "attribute_expert")) or (

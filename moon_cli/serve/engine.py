@@ -25,11 +25,11 @@ class SearchEngine:
             raise MoonError(f"{index_dir}: indexed with model '{info['model_id']}', not '{self.encoder.model_id}'; "
                             f"search with the model that made the index")
         self.searcher = Searcher(index_dir, memory=memory)
-        self.detector = None
+        self.detector, self.device = None, device or "cpu"
         if detector is not None:
             from moon_cli.detect.predict import load_detector
 
-            self.detector = load_detector(Path(detector))
+            self.detector = load_detector(Path(detector))  # (YOLO model, image size)
 
     @property
     def dim(self) -> int:
@@ -61,4 +61,4 @@ class SearchEngine:
             photo = load_image(query["image"], f"query {query.get('query_id', query.get('id', '?'))}", "image")
         except InputError:
             return query  # the encoder reports the same problem for this query alone
-        return {**query, "image": photo, "crop": core_product_crop(photo, *self.detector)}
+        return {**query, "image": photo, "crop": core_product_crop(photo, *self.detector, device=self.device)}

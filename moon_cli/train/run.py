@@ -40,6 +40,7 @@ class TrainRequest:
     overwrite: bool = False
     quiet: bool = False
     stop_at_step: int | None = None
+    device: str | None = None  # None: cuda:LOCAL_RANK with a GPU, else cpu (moon_cli.devices)
 
 
 def _holds_a_run(out: Path) -> bool:
@@ -171,18 +172,19 @@ def _from_checkpoint(req: TrainRequest):
 def run_training(cfg: TrainConfig, req: TrainRequest) -> dict:
     from moon_cli.io import output_lock
 
-    device_kind = "cuda" if torch.cuda.is_available() else "cpu"
-    info = init_distributed(device_kind)
+    from moon_cli.devices import choose_device
+
+    device = torch.device(choose_device(req.device))  # under torchrun: this process's GPU
+    info = init_distributed(device.type)
     try:
         # one run per output directory: a second `moon train -o SAME` is refused at once (the main process holds it)
         with output_lock(req.output) if info.is_main else contextlib.nullcontext():
-            return _run(cfg, req, info, device_kind)
+            return _run(cfg, req, info, device)
     finally:
         shutdown(info)
 
 
-def _run(cfg: TrainConfig, req: TrainRequest, info: DistInfo, device_kind: str) -> dict:
-    device = torch.device(f"cuda:{info.local_rank}" if device_kind == "cuda" else "cpu")
+def _run(cfg: TrainConfig, req: TrainRequest, info: DistInfo, device: torch.device) -> dict:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if req.bf16_auto:

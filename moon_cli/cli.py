@@ -11,6 +11,9 @@ import click
 
 from moon_cli import __version__
 
+# transformers' "Loading weights" bar on every model load is noise beside moon's own progress and summaries
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
 # name -> (module:attribute, short help). Register only commands that work.
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("stages.synth:synth", "Generate a seeded synthetic e-commerce world (catalogue, images, behaviour, bench)."),

@@ -56,7 +56,7 @@ def ctr(behavior, catalog, embeddings, output, seq_lens, seeds, epochs, test_fra
     import time
     from dataclasses import asdict
 
-    from tqdm import tqdm
+    from moon_cli.progress import progress
 
     from moon_cli.contracts import BEHAVIOR, CATALOG, EMBEDDINGS, vectors_to_numpy
     from moon_cli.ctr.data import build_ctr_data
@@ -87,7 +87,7 @@ def ctr(behavior, catalog, embeddings, output, seq_lens, seeds, epochs, test_fra
 
     runs = []
     jobs = [(v, L, s) for v in variants for L in cfg.seq_lens for s in cfg.seeds]
-    for variant, seq_len, seed in tqdm(jobs, desc="ctr", unit="model", disable=quiet, leave=False):
+    for variant, seq_len, seed in progress(jobs, desc="ctr", unit="model", quiet=quiet, leave=False):
         runs.append({"variant": variant, "seq_len": seq_len, "seed": seed,
                      **fit_and_score(data, variants[variant], seq_len, seed, cfg)})
     rows = summarise(runs)

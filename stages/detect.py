@@ -38,7 +38,7 @@ def detect(input_path, output, detector, crops_dir, conf, batch_size, device, ra
     """
     import time
 
-    from tqdm import tqdm
+    from moon_cli.progress import progress
 
     from moon_cli.contracts import DETECTIONS
     from moon_cli.devices import choose_device
@@ -69,7 +69,7 @@ def detect(input_path, output, detector, crops_dir, conf, batch_size, device, ra
                              inputs=[input_path] if not Path(input_path).is_dir() else [])
     counts = {"ok": 0, "no_detection": 0, "error": 0}
     t0 = time.perf_counter()
-    bar = tqdm(desc="detect", unit="img", disable=quiet, leave=False)
+    bar = progress(desc="moon detect", unit="img", quiet=quiet, leave=False)
     try:
         with TableWriter(output, DETECTIONS.schema, contract=DETECTIONS, manifest=manifest, overwrite=overwrite) as writer:
             for table in tables:

@@ -66,6 +66,7 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
     from moon_cli.embed.inputs import FolderInput, TableInput
     from moon_cli.embed.run import embed_to_parquet
     from moon_cli.errors import MoonError
+    from moon_cli.progress import plural
     from moon_cli.io import (fingerprint, is_stdio, make_manifest, read_manifest, read_table, resolve_paths,
                              write_table)
 
@@ -115,7 +116,8 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
     summary = {"model": f"{model_name} ({encoder.model_id}), dim {params['dim']}",
                "rows": f"{stats.rows_in} in shard" if shard_t else f"{stats.rows_in + len(source.null_ids)} in",
                "embedded": f"{stats.ok} ok, {stats.errors} error(s)" + (f", {stats.skipped_done} already done" if stats.skipped_done else ""),
-               "time": f"{stats.seconds:.1f} s ({(stats.ok + stats.errors) / max(stats.seconds, 1e-9):.1f} {source.kind}s/s)"}
+               "time": f"{stats.seconds:.1f} s ({(stats.ok + stats.errors) / max(stats.seconds, 1e-9):.1f} "
+                       f"{plural(source.kind)}/s)"}
     if ray_address:
         summary["ray"] = f"{encoder.num_workers} worker(s)" + (f", {encoder.pool.workers_lost} lost and replaced"
                                                                  if encoder.pool.workers_lost else "")

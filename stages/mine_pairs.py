@@ -4,7 +4,7 @@ from datetime import datetime
 
 import click
 
-from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option
+from moon_cli.options import Number, echo_summary, output_option, overwrite_option, quiet_option
 
 
 @click.command("mine-pairs")
@@ -15,7 +15,7 @@ from moon_cli.options import echo_summary, output_option, overwrite_option, quie
               help="Events that make a positive, comma-separated: purchase[,cart,click] (carts / clicks are weaker).")
 @click.option("--test-from", type=click.DateTime(), default=None,
               help="Pairs first seen on or after this date form the test split.")
-@click.option("--test-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True,
+@click.option("--test-fraction", type=Number(0, 1, max_open=True), default=0.1, show_default=True,
               help="Latest fraction of pairs (by first time seen) forming the test split (ignored with --test-from).")
 @click.option("--max-per-user", type=click.IntRange(min=0), default=100, show_default=True,
               help="Cap on distinct pairs one user contributes (0 = no cap).")

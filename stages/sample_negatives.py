@@ -2,7 +2,7 @@
 
 import click
 
-from moon_cli.options import echo_summary, output_option, overwrite_option, quiet_option, seed_option
+from moon_cli.options import Number, echo_summary, output_option, overwrite_option, quiet_option, seed_option
 
 
 @click.command("sample-negatives")
@@ -13,7 +13,7 @@ from moon_cli.options import echo_summary, output_option, overwrite_option, quie
 @click.option("--strategy", type=click.Choice(["same-category", "embedding", "random", "mixed"]),
               default="same-category", show_default=True, help="How negatives are chosen.")
 @click.option("--embeddings", default=None, help="Embeddings of the catalogue (from `moon embed`) for embedding / mixed.")
-@click.option("--margin", type=float, default=0.05, show_default=True,
+@click.option("--margin", type=Number(), default=0.05, show_default=True,
               help="Drop embedding candidates scoring within this of the positive (likely false negatives).")
 @click.option("--query-aware/--no-query-aware", default=True, show_default=True,
               help="Never draw a same-leaf product that matches every attribute the query states (its text's "

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import detector_option, device_option, memory_option, model_option, quiet_option
+from moon_cli.options import Number, detector_option, device_option, memory_option, model_option, quiet_option
 
 
 @click.command("serve")
@@ -18,7 +18,7 @@ from moon_cli.options import detector_option, device_option, memory_option, mode
                            "training.")
 @click.option("--images-root", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="The only folder photos are served from [default: the folder holding every indexed photo].")
-@click.option("--max-upload-mb", type=click.FloatRange(min=0.001), default=10.0, show_default=True,
+@click.option("--max-upload-mb", type=Number(min=0.001), default=10.0, show_default=True,
               help="Largest request (an uploaded photo) accepted; larger ones get 413.")
 @memory_option(default="auto")
 @device_option()

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import click
 
-from moon_cli.options import (device_option, echo_summary, model_option, output_option, overwrite_option,
+from moon_cli.options import (Number, device_option, echo_summary, model_option, output_option, overwrite_option,
                               quiet_option, seed_option)
 
 
@@ -46,15 +46,15 @@ def _mix(text: str) -> dict[str, float]:
               help="JSON of model-config overrides for a new model, e.g. {\"moe\": {\"num_experts\": 8}}.")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=16, show_default=True, help="Queries per step per process.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--lr", type=Number(min=0, min_open=True), default=None,
               help="Peak learning rate [default: 2e-4; 1e-3 for the random-init tiny preset].")
-@click.option("--new-lr", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--new-lr", type=Number(min=0, min_open=True), default=None,
               help="Learning rate of the weights with no pretrained value (mini's projector, MoE routers) "
                    "[default: the backbone's recipe, else --lr].")
 @click.option("--freeze-pretrained", is_flag=True,
               help="Train only the weights with no pretrained value (mini's projector, MoE routers): LLaVA's "
                    "feature-alignment stage, e.g. a pre-training that must not move the pretrained layers.")
-@click.option("--temperature", type=click.FloatRange(min=0.005, max=1.0), default=0.05, show_default=True,
+@click.option("--temperature", type=Number(min=0.005, max=1.0), default=0.05, show_default=True,
               help="Initial InfoNCE temperature.")
 @click.option("--fixed-temperature", is_flag=True, help="Keep the temperature fixed (default: learnable).")
 @click.option("--hard-negatives", type=click.IntRange(min=0), default=1, show_default=True,
@@ -74,7 +74,7 @@ def _mix(text: str) -> dict[str, float]:
 @click.option("--arch", type=click.Choice(["moon", "dual"]), default="moon", show_default=True,
               help="dual: the CLIP-style baseline (separate image and text towers, one photo, no crops, no MoE).")
 @click.option("--matryoshka", default=None, help="Also train these embedding prefix sizes, e.g. 64,128.")
-@click.option("--align-weight", type=click.FloatRange(min=0), default=None,
+@click.option("--align-weight", type=Number(min=0), default=None,
               help="Weight of the intra-product image↔text alignment term (MOON2.0): each product's photo tokens "
                    "against its own text tokens, InfoNCE over the batch (0 = off, the MOON paper's recipe) "
                    "[default: the backbone's recipe (mini: 0.5), else 0].")
@@ -82,12 +82,12 @@ def _mix(text: str) -> dict[str, float]:
 @click.option("--chunk-size", type=click.IntRange(min=1), default=8, show_default=True, help="Sequences per GradCache chunk.")
 @click.option("--modality-mix", default="12:3:2", show_default=True, help="Query modality weights IMAGE:TEXT:MULTIMODAL.")
 @click.option("--val-every", type=click.IntRange(min=0), default=50, show_default=True, help="Validate every N steps (0 = never).")
-@click.option("--val-fraction", type=click.FloatRange(0, 0.5), default=0.1, show_default=True,
+@click.option("--val-fraction", type=Number(0, 0.5), default=0.1, show_default=True,
               help="Share of queries held out for in-loop Recall@10 (only when --val-every > 0).")
 @click.option("--holdout-split", "holdout_splits", multiple=True,
               help="Keep the pairs of this mine-pairs split (e.g. test) out of training; repeatable. "
                    "Default: every pair trains.")
-@click.option("--temperature-lr", type=click.FloatRange(min=0), default=1e-2, show_default=True,
+@click.option("--temperature-lr", type=Number(min=0), default=1e-2, show_default=True,
               help="Learning rate of log(1/τ) when the temperature is learnable.")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=50, show_default=True)
 @click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (default: on with a GPU).")

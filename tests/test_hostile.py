@@ -77,3 +77,96 @@ def test_a_bench_or_report_that_is_not_one_is_named(tmp_path):
     r = run_moon("exchange-rate", tmp_path / "report", tmp_path / "report", "--ctr", tmp_path / "nothing")
     assert r.exit_code == 1 and "internal error" not in r.output and "Traceback" not in r.output
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------ odd inputs a re-test found
+def _one_line_error(r, *says):
+    lines = r.output.strip().splitlines()
+    assert r.exit_code != 0 and lines and lines[-1].startswith("Error: "), r.output
+    assert "internal error" not in r.output and "Traceback" not in r.output, r.output
+    assert all(s in lines[-1] for s in says), lines[-1]
+
+
+def test_timestamps_stored_as_text_are_parsed_and_a_bad_one_is_named(world, tmp_path):
+    log = pq.read_table(world / "behavior.parquet")
+    at = log.schema.get_field_index("ts")
+    text = pa.compute.strftime(log.column("ts"), "%Y-%m-%dT%H:%M:%S")
+    pq.write_table(log.set_column(at, "ts", text), world / "text-ts.parquet")
+    for stage in (["mine-pairs", world / "text-ts.parquet", "-o", tmp_path / "p.parquet", "-q"],
+                  ["ctr", world / "text-ts.parquet", "--catalog", world / "catalog.parquet", "-o", tmp_path / "ctr",
+                   "--seeds", "0", "--seq-lens", "2", "--epochs", "1", "-q"]):
+        r = run_moon(*stage)
+        assert r.exit_code == 0, r.output
+    broken = text.to_pylist()
+    broken[3] = "yesterday"
+    pq.write_table(log.set_column(at, "ts", pa.array(broken)), world / "bad-ts.parquet")
+    _one_line_error(run_moon("mine-pairs", world / "bad-ts.parquet", "-o", tmp_path / "p2.parquet"), "'ts'",
+                    "yesterday")
+    _one_line_error(run_moon("ctr", world / "bad-ts.parquet", "--catalog", world / "catalog.parquet",
+                             "-o", tmp_path / "ctr2"), "'ts'", "yesterday")
+    assert not (tmp_path / "p2.parquet").exists() and not (tmp_path / "ctr2").exists()
+
+
+def test_a_damaged_manifest_is_read_past_or_named_where_it_is_needed(world, tmp_path):
+    catalog = pq.read_table(world / "catalog.parquet")
+    meta = {**catalog.schema.metadata, b"moon.manifest": b"{broken"}
+    pq.write_table(catalog.replace_schema_metadata(meta), tmp_path / "c.parquet")
+    r = run_moon("inspect", tmp_path / "c.parquet", "--contract", "catalog")
+    assert r.exit_code == 0 and "manifest" in r.output and "damaged" in r.output and "meets the catalog" in r.output
+    assert run_moon("embed", world / "catalog.parquet", "-m", "tiny", "-o", tmp_path / "e.parquet", "-q").exit_code == 0
+    emb = pq.read_table(tmp_path / "e.parquet")
+    pq.write_table(emb.replace_schema_metadata({b"moon.manifest": b"[1, 2"}), tmp_path / "e2.parquet")
+    _one_line_error(run_moon("index", tmp_path / "e2.parquet", "-o", tmp_path / "idx"), "no model identity")
+
+
+def test_image_paths_stored_as_one_string_are_refused_not_read_by_character(world, tmp_path):
+    catalog = pq.read_table(world / "catalog.parquet")
+    first = [paths[0] for paths in catalog.column("image_paths").to_pylist()]
+    at = catalog.schema.get_field_index("image_paths")
+    pq.write_table(catalog.set_column(at, "image_paths", pa.array(first)), world / "one-string.parquet")
+    out = tmp_path / "out"
+    for args in (["embed", world / "one-string.parquet", "-m", "tiny", "-o", out / "e.parquet"],
+                 ["detect", world / "one-string.parquet", "--detector", tmp_path / "none", "-o", out / "d.parquet"]):
+        _one_line_error(run_moon(*args), "'image_paths'", "string", "list<item: string>")
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_three_products_sharing_an_id_are_reported_as_repeated_not_already_done(world, tmp_path):
+    catalog = pq.read_table(world / "catalog.parquet").slice(0, 3)
+    pq.write_table(catalog.set_column(0, "item_id", pa.array(["p-same"] * 3)), world / "dup.parquet")
+    r = run_moon("embed", world / "dup.parquet", "-m", "tiny", "-o", tmp_path / "e.parquet")
+    assert r.exit_code == 0 and "already done" not in r.output
+    assert "2 row(s) repeat an id" in r.output and "p-same" in r.output
+    assert pq.read_table(tmp_path / "e.parquet").column("id").to_pylist() == ["p-same"]
+
+
+def test_zero_and_nan_vectors_are_left_out_and_counted(world, tmp_path):
+    import numpy as np
+
+    assert run_moon("embed", world / "catalog.parquet", "-m", "tiny", "-o", tmp_path / "e.parquet", "-q").exit_code == 0
+    emb = pq.read_table(tmp_path / "e.parquet")
+    vectors = np.array(emb.column("vector").to_pylist(), dtype=np.float32)
+    vectors[0] = 0.0
+    vectors[1, 5] = np.nan
+    column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.reshape(-1)), vectors.shape[1])
+    pq.write_table(emb.set_column(emb.schema.get_field_index("vector"), "vector", column)
+                   .replace_schema_metadata(emb.schema.metadata), tmp_path / "odd.parquet")
+    r = run_moon("index", tmp_path / "odd.parquet", "-o", tmp_path / "idx")
+    assert r.exit_code == 0 and "1 zero vector" in r.output and "1 NaN / Inf vector" in r.output, r.output
+    assert f"{emb.num_rows - 2} ({emb.num_rows - 2} added)" in r.output
+    r = run_moon("ctr", world / "behavior.parquet", "--catalog", world / "catalog.parquet", "-e",
+                 f"odd={tmp_path / 'odd.parquet'}", "-o", tmp_path / "ctr", "--seeds", "0", "--seq-lens", "2",
+                 "--epochs", "1", "-q")
+    assert r.exit_code == 0, r.output
+    coverage = json.loads((tmp_path / "ctr" / "ctr.json").read_text())["coverage"]["odd"]
+    assert coverage.startswith(f"{emb.num_rows - 2} of") and "1 zero vector" in coverage
+
+
+def test_a_nan_option_and_a_checkpoint_without_weights_are_one_line(world, mined_pairs, tmp_path):
+    r = run_moon("sample-negatives", mined_pairs, "--catalog", world / "catalog.parquet", "-o", tmp_path / "n.parquet",
+                 "--margin", "nan")
+    assert r.exit_code == 2 and "'nan' is not a finite number" in r.output and not (tmp_path / "n.parquet").exists()
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "config.json").write_text(json.dumps({"backbone": {"name": "tiny"}}))
+    _one_line_error(run_moon("embed", world / "catalog.parquet", "-m", tmp_path / "ckpt", "-o", tmp_path / "e.parquet"),
+                    "model.safetensors is missing")

@@ -95,8 +95,10 @@ def mine_pairs(files: list[Path], events: tuple[str, ...] = ("purchase",), catal
             source, base = pl.from_arrow(read_table("-", BEHAVIOR).table).lazy(), "/"
         else:
             source, base = pl.scan_parquet(f), str(f.resolve().parent)
+        ts = pl.col("ts")  # a log exported from text (CSV, JSON) holds ISO 8601 strings: parsed, strictly
+        ts = ts.str.to_datetime(time_unit="us", strict=True) if source.collect_schema()["ts"] == pl.String else ts
         lf = source.select(
-            pl.col("user_id").cast(pl.String), pl.col("session_id").cast(pl.String), pl.col("ts").cast(pl.Datetime("us")),
+            pl.col("user_id").cast(pl.String), pl.col("session_id").cast(pl.String), ts.cast(pl.Datetime("us")),
             pl.col("query_text").cast(pl.String), pl.col("query_image").cast(pl.String),
             pl.col("item_id").cast(pl.String), pl.col("event").cast(pl.String),
         ).with_columns(
@@ -128,7 +130,13 @@ def mine_pairs(files: list[Path], events: tuple[str, ...] = ("purchase",), catal
 
     # one pass over the log feeds both outputs (common subplans are shared)
     unknown_lf = lf.filter(~pl.col("event").is_in(list(KNOWN_EVENTS))).group_by("event").agg(n=pl.len())
-    collected, missing, unknown = pl.collect_all([per_user_pair(direct), missing_lf, unknown_lf], engine="streaming")
+    try:
+        collected, missing, unknown = pl.collect_all([per_user_pair(direct), missing_lf, unknown_lf],
+                                                     engine="streaming")
+    except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
+        first = (str(exc).strip().splitlines() or ["?"])[0]
+        raise MoonError(f"{', '.join(map(str, files))}: a column cannot be read as the behavior contract asks "
+                        f"({first[:200]}); 'ts' needs timestamps or ISO 8601 text such as 2024-05-01 12:30:00") from None
     stats.unknown_events = dict(sorted(unknown.iter_rows(), key=lambda kv: (-kv[1], str(kv[0]))))
     query_cols = ("session_id", "ts", pl.col("query_text").alias("q_text"), pl.col("query_image").alias("q_image"))
     if missing.height:

@@ -35,6 +35,10 @@ def iter_folder_images(folder: Path) -> Iterator[str]:
 def iter_table_images(table: pa.Table, source: str) -> Iterator[str]:
     """Image paths from a catalogue (``image_paths``), queries or pairs (``query_image``, distinct), or any table
     with an ``image_path`` column. The columns are checked now, before any image is read."""
+    from moon_cli.contracts import BOXES, CATALOG, QUERIES, check_schema
+
+    for contract in (CATALOG, QUERIES, BOXES):  # e.g. image_paths stored as one string, not a list
+        check_schema(table.schema, contract, source, present_only=True)
     if "image_paths" in table.column_names:
         return (p for paths in table.column("image_paths").to_pylist() for p in paths or [])
     if "image_path" in table.column_names:

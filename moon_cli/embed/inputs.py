@@ -13,6 +13,7 @@ from typing import Iterator
 
 import pyarrow as pa
 
+from moon_cli.contracts import CATALOG, QUERIES, check_schema
 from moon_cli.data.products import crop_lookup, product_record, query_record
 from moon_cli.errors import MoonError
 
@@ -81,6 +82,8 @@ class TableInput:
     def __init__(self, table: pa.Table, source: str, detections: pa.Table | None, kind: str | None = None):
         detected, self.id_col = detect_kind(table.schema, source)
         self.kind = kind or detected
+        # e.g. image_paths stored as one string would be read a character at a time: its type is checked first
+        check_schema(table.schema, CATALOG if self.kind == "product" else QUERIES, source, present_only=True)
         self.table = table
         self.crops = crop_lookup(detections)
         self.columns = [c for c in table.column_names if c not in OUTPUT_COLUMNS]

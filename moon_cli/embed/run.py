@@ -29,7 +29,8 @@ from moon_cli.progress import progress
 @dataclass
 class EmbedStats:
     rows_in: int = 0
-    skipped_done: int = 0
+    skipped_done: int = 0  # ids an earlier (interrupted) run already wrote: --resume
+    repeated: list[str] = field(default_factory=list)  # ids seen before in this input (each row after the first)
     ok: int = 0
     errors: int = 0
     first_errors: list[str] = field(default_factory=list)
@@ -134,6 +135,7 @@ def _embed_to_parquet(source, encoder: Encoder, output: Path, *, batch_size: int
     def batches() -> Iterator[list[EmbedItem]]:
         """The input's items still to embed (this shard, not already done), ``batch_size`` at a time."""
         pending: list[EmbedItem] = []
+        seen: set[str] = set()
         for item in source.items():
             if not in_shard(item.id, shard):
                 bar.update(1)
@@ -143,7 +145,11 @@ def _embed_to_parquet(source, encoder: Encoder, output: Path, *, batch_size: int
                 stats.skipped_done += 1
                 bar.update(1)
                 continue
-            done.add(item.id)  # a repeated id in the input is embedded once
+            if item.id in seen:  # one id, one vector: the first row with it is embedded, the others counted
+                stats.repeated.append(item.id)
+                bar.update(1)
+                continue
+            seen.add(item.id)
             pending.append(item)
             if len(pending) >= batch_size:
                 yield pending

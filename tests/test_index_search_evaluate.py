@@ -93,6 +93,32 @@ def test_evaluate_writes_metrics_report_and_plots(world, tmp_path):
     assert "(+0.000)" in r.output  # the same model: zero deltas
 
 
+def test_a_runs_colour_is_the_same_in_every_panel_and_the_legend_names_every_run():
+    from moon_cli.eval.colours import colours
+    from moon_cli.eval.report import recall_figure
+
+    curve = [0.1 * k for k in range(1, 11)]
+
+    def run(label, tasks):
+        return {"label": label, "retrieval": {t: {"curve": curve} for t in tasks}}
+
+    # the first run has no image task (a text-only baseline): the default cycle would shift every colour there
+    runs = [run("minilm", ["text_to_product"]), run("moon", ["image_to_product", "text_to_product"]),
+            run("efficientnet", ["image_to_product"])]
+    fig = recall_figure(runs)
+    seen: dict[str, set] = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            if len(line.get_xdata()):
+                seen.setdefault(line.get_label(), set()).add(line.get_color() if isinstance(line.get_color(), str)
+                                                              else tuple(line.get_color()))
+    assert set(seen) == {"minilm", "moon", "efficientnet"} and all(len(c) == 1 for c in seen.values())
+    assert len({next(iter(c)) for c in seen.values()}) == 3  # three runs, three colours
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["minilm", "moon", "efficientnet"]
+    many = colours(f"run {i}" for i in range(25))
+    assert len(set(many.values())) == 25  # beyond matplotlib's ten-colour cycle, still one colour per run
+
+
 def _embeddings_table(path, ids, vectors, model_id="m1"):
     dim = len(next(v for v in vectors if v is not None))
     table = pa.table({"id": ids, "vector": pa.array(vectors, pa.list_(pa.float32())),

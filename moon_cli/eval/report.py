@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from moon_cli.eval.bench import RETRIEVAL_TASKS
+from moon_cli.eval.colours import colours
 from moon_cli.eval.evaluate import headline
 
 COLUMNS = {"image_to_product": "image→product", "text_to_product": "text→product",
@@ -87,32 +88,47 @@ def write_report(report_dir: Path, run: dict, others: list[dict]) -> None:
     plot(report_dir, runs)
 
 
-def plot(report_dir: Path, runs: list[dict]) -> None:
+def recall_figure(runs: list[dict]):
+    """Recall@K curves, one panel per retrieval task. A run keeps its colour in every panel, and the one
+    legend (under the panels) names every run: a baseline without a task's modality has no curve there."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
+    colour = colours(r["label"] for r in runs)
     tasks = [t for t in RETRIEVAL_TASKS if any("curve" in r["retrieval"].get(t, {}) for r in runs)]
-    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4 * max(1, len(tasks)), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(tasks)), figsize=(4 * max(1, len(tasks)), 3.8), squeeze=False)
     for ax, task in zip(axes[0], tasks):
         for r in runs:
             curve = r["retrieval"].get(task, {}).get("curve")
             if curve:
-                ax.plot(range(1, len(curve) + 1), curve, label=r["label"])
+                ax.plot(range(1, len(curve) + 1), curve, color=colour[r["label"]], label=r["label"])
+            else:
+                ax.plot([], [], color=colour[r["label"]], label=f"{r['label']} (n/a)")
         ax.set_title(COLUMNS[task]); ax.set_xlabel("K"); ax.set_ylabel("Recall@K"); ax.set_ylim(0, 1)  # noqa: E702
         ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=7)
-    fig.tight_layout()
+    handles = [Line2D([], [], color=c, label=label) for label, c in colour.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 5), fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.04 * ((len(handles) - 1) // 5), 1, 1))
+    return fig
+
+
+def plot(report_dir: Path, runs: list[dict]) -> None:
+    import matplotlib.pyplot as plt
+
+    fig = recall_figure(runs)
     fig.savefig(report_dir / "recall_at_k.png", dpi=110)
     plt.close(fig)
 
     names = [(g, n) for g in ("classification", "attributes") for n in runs[0][g]]
     fig, ax = plt.subplots(figsize=(max(5, 0.9 * len(names) * len(runs) ** 0.5 + 2), 3.4))
     width = 0.8 / max(1, len(runs))
+    colour = colours(r["label"] for r in runs)
     for i, r in enumerate(runs):
         vals = [r[g].get(n, {}).get("accuracy") or 0.0 for g, n in names]
-        ax.bar([x + i * width for x in range(len(names))], vals, width, label=r["label"])
+        ax.bar([x + i * width for x in range(len(names))], vals, width, label=r["label"], color=colour[r["label"]])
     for x, (g, n) in enumerate(names):  # chance: a uniform guess among the task's labels
         chance = runs[0][g][n].get("chance")
         if chance is not None:

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from moon_cli.errors import warn
+from moon_cli.eval.colours import colours
 from moon_cli.eval.evaluate import headline
 from moon_cli.eval.exchange import rates_table
 from moon_cli.eval.report import COLUMNS
@@ -112,10 +113,11 @@ def plot(runs: dict[str, list[dict]], ctr: dict | None, out: Path) -> list[str]:
     labels = list(runs)
     fig, ax = plt.subplots(figsize=(11, 4))
     width = 0.8 / max(1, len(labels))
+    colour = colours(labels)
     for i, label in enumerate(labels):
         means = [np.mean([h[c] for h in runs[label] if h.get(c) is not None] or [np.nan]) for c in COLUMNS]
         stds = [np.std([h[c] for h in runs[label] if h.get(c) is not None] or [np.nan]) for c in COLUMNS]
-        ax.bar(np.arange(len(COLUMNS)) + i * width, means, width, yerr=stds, label=label)
+        ax.bar(np.arange(len(COLUMNS)) + i * width, means, width, yerr=stds, label=label, color=colour[label])
     ax.set_xticks(np.arange(len(COLUMNS)) + 0.4 - width / 2, list(COLUMNS.values()), fontsize=8)
     ax.set_ylabel("Recall@10 / accuracy")
     ax.legend(fontsize=7, ncol=3)
@@ -125,10 +127,11 @@ def plot(runs: dict[str, list[dict]], ctr: dict | None, out: Path) -> list[str]:
     written.append("results.png")
     if ctr:
         fig, ax = plt.subplots(figsize=(6, 4))
-        for variant in dict.fromkeys(r["variant"] for r in ctr["summary"]):
+        variants = colours(r["variant"] for r in ctr["summary"])
+        for variant in variants:
             rows = sorted((r for r in ctr["summary"] if r["variant"] == variant), key=lambda r: r["seq_len"])
             ax.errorbar([r["seq_len"] for r in rows], [r["auc"] for r in rows], yerr=[r["auc_std"] for r in rows],
-                        marker="o", capsize=3, label=variant)
+                        marker="o", capsize=3, label=variant, color=variants[variant])
         ax.set_xscale("log", base=2)
         ax.set_xlabel("behaviour-sequence length")
         ax.set_ylabel("test AUC")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from moon_cli.errors import warn
+from moon_cli.eval.colours import colours
 from moon_cli.eval.evaluate import headline
 from moon_cli.eval.report import COLUMNS
 
@@ -128,7 +129,8 @@ def main(run_dir, command, seconds):
     ctr_path = run_dir / "ctr" / "ctr.json"
     if ctr_path.is_file():
         rows = [r for r in json.loads(ctr_path.read_text())["summary"] if r["delta_auc"] is not None and r["variant"] != "ids only"]
-        for variant in dict.fromkeys(r["variant"] for r in rows):
+        variants = colours(r["variant"] for r in rows)
+        for variant in variants:
             pts = sorted((r["seq_len"], r["delta_auc"], r["auc_std"]) for r in rows if r["variant"] == variant)
             fit = power_law([p[0] for p in pts], [p[1] for p in pts])
             report.setdefault("ctr", {})[variant] = {"points": pts, "fit": fit}
@@ -145,7 +147,7 @@ def main(run_dir, command, seconds):
                           f"{np.mean([p[2] for p in pts]):.4f}"]
             parts += [""]
             axes[2].errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o",
-                             capsize=3, label=variant)
+                             capsize=3, label=variant, color=variants[variant])
         axes[2].set_xscale("log", base=2)
         axes[2].set_xlabel("behaviour-sequence length")
         axes[2].set_ylabel("ΔAUC vs ids only")

@@ -40,10 +40,17 @@ def output_option(help_text: str = "Output file, or - for an Arrow stream on std
     return click.option("-o", "--output", "output", required=required, type=path, help=help_text)
 
 
-def model_option(help_text: str, default: str | None = None):
+# What MODEL can be (moon_cli.model.resolve decides; tests/test_cli.py checks this names every preset and baseline).
+MODEL_KINDS = ("a `moon train` checkpoint directory; a preset: mini (pretrained parts, random projector), tiny or "
+               "tiny-qwen3 (random init); a baseline: minilm (text only), efficientnet-lite0 / -lite1 / -lite2 "
+               "(photos only); or a Qwen2-VL / Qwen2.5-VL / Qwen3-VL hub id or local path")
+
+
+def model_option(help_text: str = "", default: str | None = None, kinds: bool = True):
     """-m / --model: what MODEL means is decided in one place, ``moon_cli.model.resolve``."""
+    text = " ".join(t for t in (help_text, f"MODEL is {MODEL_KINDS}." if kinds else "") if t)
     return click.option("-m", "--model", "model_name", required=default is None, default=default,
-                        show_default=default is not None, envvar="MOON_MODEL", help=f"{help_text} (env: MOON_MODEL)")
+                        show_default=default is not None, envvar="MOON_MODEL", help=f"{text} (env: MOON_MODEL)")
 
 
 def echo_summary(title: str, rows: dict) -> None:

@@ -20,8 +20,7 @@ def _shard(text):
 
 @click.command("embed")
 @click.argument("input_path", metavar="INPUT")
-@model_option("A checkpoint directory, 'tiny', a Qwen2-VL-family hub id / path, or a baseline (minilm, "
-              "efficientnet-lite0 / -lite1 / -lite2).")
+@model_option()
 @output_option("Embeddings Parquet, or - for an Arrow stream on stdout.")
 @click.option("--detections", default=None, help="Core-product crops from `moon detect` (MOON models use them).")
 @click.option("--kind", type=click.Choice(["auto", "product", "query"]), default="auto", show_default=True,

@@ -10,7 +10,7 @@ from moon_cli.options import device_option, model_option, output_option, overwri
 
 @click.command("evaluate")
 @click.argument("bench_dir", type=click.Path(file_okay=False, path_type=Path))
-@model_option("Checkpoint directory, 'tiny', hub id, or a baseline.")
+@model_option("The model to evaluate.")
 @output_option("Report directory.", kind="dir")
 @click.option("--detections", default=None, help="Crops for the gallery photos (from `moon detect`).")
 @click.option("--label", default=None, help="Name of this run in tables (default: the model).")

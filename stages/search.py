@@ -10,7 +10,7 @@ from moon_cli.options import device_option, memory_option, model_option
 
 @click.command("search")
 @click.argument("index_dir", type=click.Path(file_okay=False, path_type=Path))
-@model_option("The model that made the index's vectors.")
+@model_option("The model that made the index's vectors.", kinds=False)
 @click.option("--text", default=None, help="Query text.")
 @click.option("--image", type=click.Path(dir_okay=False), default=None, help="Query image.")
 @click.option("--queries", "queries_path", type=click.Path(dir_okay=False, allow_dash=True), default=None,

@@ -9,7 +9,7 @@ from moon_cli.options import Number, detector_option, device_option, memory_opti
 
 @click.command("serve")
 @click.argument("index_dir", type=click.Path(file_okay=False, path_type=Path))
-@model_option("The model that made the index's vectors.")
+@model_option("The model that made the index's vectors.", kinds=False)
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="MOON_HOST",
               help="Address to bind; 0.0.0.0 exposes the service to the network. (env: MOON_HOST)")
 @click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, envvar="MOON_PORT",

@@ -40,17 +40,16 @@ def _mix(text: str) -> dict[str, float]:
 @click.option("--negatives", default=None, help="Hard negatives from `moon sample-negatives`.")
 @click.option("--detections", default=None, help="Core-product crops from `moon detect` (added beside each photo).")
 @click.option("--no-crops", is_flag=True, help="Ablation: no core-product crops.")
-@model_option("'tiny' (random init), a MOON checkpoint directory (e.g. a pretrain run), or a Qwen2-VL-family hub "
-              "id / path.", default="tiny")
+@model_option("The model to start from (a pre-training run, for post-training).", default="tiny")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="JSON of model-config overrides for a new model, e.g. {\"moe\": {\"num_experts\": 8}}.")
 @click.option("--steps", type=click.IntRange(min=1), default=200, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=2), default=16, show_default=True, help="Queries per step per process.")
 @click.option("--lr", type=Number(min=0, min_open=True), default=None,
-              help="Peak learning rate [default: 2e-4; 1e-3 for the random-init tiny preset].")
+              help="Peak learning rate [default: the model's recipe].")
 @click.option("--new-lr", type=Number(min=0, min_open=True), default=None,
               help="Learning rate of the weights with no pretrained value (mini's projector, MoE routers) "
-                   "[default: the backbone's recipe, else --lr].")
+                   "[default: the model's recipe, else --lr].")
 @click.option("--freeze-pretrained", is_flag=True,
               help="Train only the weights with no pretrained value (mini's projector, MoE routers): LLaVA's "
                    "feature-alignment stage, e.g. a pre-training that must not move the pretrained layers.")
@@ -66,8 +65,8 @@ def _mix(text: str) -> dict[str, float]:
                    "shoppers' photo queries are few (on two synthetic demo worlds it lifted image→product "
                    "Recall@10 0.16 → 0.27 and 0.12 → 0.22).")
 @click.option("--queue-size", type=click.IntRange(min=0), default=None,
-              help="Product embeddings kept from earlier steps as negatives (temporal) [default: 512; 0 for the "
-                   "tiny and mini presets, whose fast-moving embeddings go stale in the queue].")
+              help="Product embeddings kept from earlier steps as negatives (temporal) [default: the model's "
+                   "recipe; off for the presets, whose fast-moving embeddings go stale in the queue].")
 @click.option("--no-queue", is_flag=True, help="Ablation: no queue of earlier steps' products.")
 @click.option("--no-gather", is_flag=True, help="Ablation: no products gathered from other processes (spatial).")
 @click.option("--no-moe", is_flag=True, help="Ablation: plain FFNs instead of the guided mixture of experts.")
@@ -77,7 +76,7 @@ def _mix(text: str) -> dict[str, float]:
 @click.option("--align-weight", type=Number(min=0), default=None,
               help="Weight of the intra-product image↔text alignment term (MOON2.0): each product's photo tokens "
                    "against its own text tokens, InfoNCE over the batch (0 = off, the MOON paper's recipe) "
-                   "[default: the backbone's recipe (mini: 0.5), else 0].")
+                   "[default: the model's recipe, else 0].")
 @click.option("--grad-cache", is_flag=True, help="Chunked GradCache step: a large batch in bounded memory, same gradients.")
 @click.option("--chunk-size", type=click.IntRange(min=1), default=8, show_default=True, help="Sequences per GradCache chunk.")
 @click.option("--modality-mix", default="12:3:2", show_default=True, help="Query modality weights IMAGE:TEXT:MULTIMODAL.")

@@ -146,3 +146,17 @@ def test_a_logged_run_shows_moons_progress_once_and_no_transformers_bar(world_te
     assert "Loading weights" not in log
     assert log.count("100%") <= 1  # no repeat of the finished bar before the summary
     assert "queries/s)" in log and "querys" not in log
+
+
+def test_model_help_names_every_preset_and_baseline_and_quotes_no_recipe_number():
+    from moon_cli.model.backbone import PRESETS
+    from moon_cli.model.resolve import BASELINES
+
+    for stage in ("train", "embed", "evaluate"):
+        text = " ".join(run_moon(stage, "--help").output.split()).replace("- ", "-")  # wrapped at hyphens
+        for name in [p for p in PRESETS if not p.endswith("-shape")] + list(BASELINES):
+            short = name.replace("efficientnet-", "-") if name != "efficientnet-lite0" else name
+            assert name in text or short in text, (stage, name)
+    train = " ".join(run_moon("train", "--help").output.split())
+    for number in ("2e-4", "5e-5", "1e-3]", "512;", "0.5)"):  # recipe values live in the recipe, not in help
+        assert number not in train, number

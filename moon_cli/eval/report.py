@@ -17,6 +17,10 @@ def _fmt(v) -> str:
     return "n/a" if v is None else f"{v:.3f}"
 
 
+def _with_chance(v, chance) -> str:
+    return _fmt(v) if chance is None else f"{_fmt(v)} ({chance:.3f})"
+
+
 def _delta(v, base) -> str:
     if v is None or base is None:
         return _fmt(v)
@@ -40,7 +44,18 @@ def summary_table(runs: list[dict]) -> str:
     for i, (run, h) in enumerate(zip(runs, heads)):
         cells = [_fmt(h.get(c)) if i == 0 else _delta(h.get(c), heads[0].get(c)) for c in cols]
         lines.append(f"| {run['label']} | " + " | ".join(cells) + " |")
+    lines.append("| chance | " + " | ".join(_fmt(chance_of(runs[0], c)) for c in cols) + " |")
     return "\n".join(lines)
+
+
+def chance_of(run: dict, column: str) -> float | None:
+    """A uniform guess's score in a headline column: Recall@10 at random, or the mean of the label tasks'
+    chance levels."""
+    if column in run["retrieval"]:
+        r = run["retrieval"][column]
+        return r.get("chance@10", min(1.0, 10 / run["gallery"]) if run.get("gallery") else None)
+    values = [v["chance"] for v in run.get(column, {}).values() if "chance" in v]
+    return sum(values) / len(values) if values else None
 
 
 def detail_tables(run: dict) -> str:
@@ -55,9 +70,11 @@ def detail_tables(run: dict) -> str:
             if "n/a" in r:
                 out.append(f"| {COLUMNS[task]} | {r['n']} | n/a | n/a | n/a | n/a | n/a |")
                 continue
+            chance = {k: r.get(f"chance@{k[-2:].lstrip('@')}") for k in ("recall@1", "recall@5", "recall@10")}
             out.append(f"| {COLUMNS[task]} | {r['n']} | " + " | ".join(
-                _fmt(r[k]) for k in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10")) + " |")
-        out.append("")
+                _with_chance(r[k], chance.get(k)) for k in ("recall@1", "recall@5", "recall@10", "mrr", "ndcg@10"))
+                + " |")
+        out += ["", "Recall@K is followed by its chance level in brackets: K over the gallery's size.", ""]
     for group in ("classification", "attributes"):
         if run[group]:
             out += [f"| {group} | n | classes | accuracy | raw argmax | top-label share | chance | majority |",

@@ -122,3 +122,72 @@ class EfficientNetLite1Encoder(EfficientNetEncoder):
 
 class EfficientNetLite2Encoder(EfficientNetEncoder):
     variant = "lite2"
+
+
+IMAGENET_PROMPT = "a photo of a {}"
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet-1k class names, in the classifier's order (torchvision lists them; no download)."""
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    return list(_IMAGENET_CATEGORIES)
+
+
+class ConSEEncoder(Encoder):
+    """``conse``: Norouzi et al.'s convex combination of semantic embeddings — a photo's vector is the sum of the
+    all-MiniLM-L6-v2 embeddings of "a photo of a {class}" for EfficientNet-Lite0's top-``top_k`` ImageNet classes,
+    weighted by their softmax probabilities; text is MiniLM's. No training: the reference a zero-training
+    multimodal model must beat. A product with photos and text sums its unit photo and text vectors."""
+
+    top_k = 5
+
+    def __init__(self, device: str | None = None):
+        self.text = MiniLMEncoder(device)
+        self.net = load_lite("lite0", EXTRA).eval().to(device or "cpu")
+        self.size = LITE_SIZES["lite0"]
+        self.name, self.model_id, self.dim = "conse", "baseline:conse-efficientnet-lite0-minilm", self.text.dim
+        names = [{"text": IMAGENET_PROMPT.format(n)} for n in imagenet_class_names()]
+        self.classes = torch.cat([self.text.encode(names[s:s + 256], "query").vectors
+                                  for s in range(0, len(names), 256)])  # (1000, 384)
+
+    @torch.no_grad()
+    def photo_vectors(self, pixels: torch.Tensor) -> torch.Tensor:  # (P, 3, S, S) → (P, 384)
+        logits = self.net.logits(pixels.to(next(self.net.parameters()).device)).float().cpu()  # (P, 1000)
+        top = logits.softmax(-1).topk(self.top_k, dim=-1)
+        mixed = (top.values[..., None] * self.classes[top.indices]).sum(1)  # (P, 384)
+        return F.normalize(mixed, dim=-1)
+
+    @torch.no_grad()
+    def encode(self, items: list[dict], kind: str) -> Encoded:
+        n = len(items)
+        vectors, has = torch.zeros((n, self.dim)), torch.zeros(n, dtype=torch.bool)
+        errors: dict[int, str] = {}
+        photos, owners = [], []
+        for i, item in enumerate(items):
+            name = item.get("item_id", item.get("query_id", item.get("id")))
+            owner = kind if name is None else f"{kind} {name}"
+            sources = (item.get("images") or []) if kind == "product" else [item["image"]] * (item.get("image") is not None)
+            try:
+                for k, src in enumerate(sources):
+                    photos.append(lite_pixels(load_image(src, owner, f"images[{k}]").resize((self.size, self.size))))
+                    owners.append(i)
+            except InputError as exc:
+                errors[i] = str(exc)
+        if photos:
+            keep = [j for j, o in enumerate(owners) if o not in errors]
+            if keep:
+                idx = torch.tensor([owners[j] for j in keep])
+                vectors.index_add_(0, idx, self.photo_vectors(torch.stack([photos[j] for j in keep])))
+                has[idx] = True
+        vectors = F.normalize(vectors, dim=-1) * has[:, None]  # the mean photo direction, unit length
+        texts = self.text.encode([it for i, it in enumerate(items) if i not in errors], kind)
+        alive = [i for i in range(n) if i not in errors]
+        for j, v in zip(texts.ok, texts.vectors):
+            vectors[alive[j]] += v
+            has[alive[j]] = True
+        for i in range(n):
+            if i not in errors and not has[i]:
+                errors[i] = f"{kind} {items[i].get('item_id', items[i].get('id', '?'))}: has neither text nor a photo"
+        ok = [i for i in range(n) if i not in errors]
+        return Encoded(F.normalize(vectors[ok], dim=-1) if ok else torch.zeros((0, self.dim)), ok, errors)

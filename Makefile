@@ -83,6 +83,9 @@ bench-train: $(VENV)/.bench ## benchmark embed (vs a per-item loop, roofline) an
 	$(BIN)/python benchmarks/bench_embed.py $(RUNS)/demo/world
 	$(BIN)/python benchmarks/bench_train.py $(RUNS)/demo/pairs.parquet $(RUNS)/demo/world/catalog.parquet
 
+bench-real: $(VENV)/.baselines ## real photos, no training: mini's visual prior vs the ConSE reference and the one-modality baselines (downloads two Debian packages once; ~8 min)
+	$(BIN)/python benchmarks/bench_real.py $(RUNS)/bench-real $(foreach m,$(BENCH_MODELS),-m $(m))
+
 # reproduction knobs (override on the command line: make reproduce SEEDS="0 1" PRODUCTS=2000 DATA=... MODEL=...)
 DATA ?=
 MODEL ?= mini
@@ -109,4 +112,4 @@ clean: ## remove runs/ and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
-.PHONY: help install baselines demo test test-scale test-docs test-browser browser-deps kill-trials bench-synth bench-model bench-data bench-serve bench-train reproduce reproduce-quick scaling clean
+.PHONY: help install baselines demo test test-scale test-docs test-browser browser-deps kill-trials bench-synth bench-model bench-data bench-serve bench-train bench-real reproduce reproduce-quick scaling clean

@@ -19,6 +19,8 @@
 #             queries: the world's shoppers send few photos); 0: the papers' pairs alone
 #   WORLD_SEED  seed of the synthetic world (0): another seed is another world, for checking a result holds
 #   VARIANTS  the versions to train, e.g. "moon dual-encoder" [default: moon and every ablation, then the dual]
+#   REAL      the real-photo bench (benchmarks/real_photos.py; built there, from two Debian packages, when
+#             absent) [default: RUN_DIR/real-photos/bench]; REAL=0 leaves it out
 set -euo pipefail
 run=${1:?usage: reproduce.sh RUN_DIR}
 model=${MODEL:-mini}
@@ -177,10 +179,24 @@ moon ctr "$w/behavior.parquet" --catalog "$w/catalog.parquet" "${emb[@]}" -o "$r
 log "exchange rate of each bench metric across ${#versions[@]} versions"
 moon exchange-rate "${versions[@]}" --ctr "$run/ctr" -o "$run/exchange.json" --overwrite >/dev/null
 
+# ---------------------------------------------------------------- 5b. real photos: is the alignment kept?
+real=${REAL:-$run/real-photos/bench}
+if [[ "$real" != 0 && ! -f "$run/real-photos/report.md" ]]; then
+  log "real photos (text → photo, photo → text, photo → photo): untrained, pretrained and post-trained $model vs conse"
+  real_models=(-m "untrained=$model" -m conse)
+  (( pretrain_steps > 0 )) && real_models+=(-m "pretrain=$run/seed$first/pretrain/model")
+  [[ -f "$run/seed$first/moon/model/model.safetensors" ]] && real_models+=(-m "moon=$run/seed$first/moon/model")
+  python3 "$(dirname "$0")/../benchmarks/bench_real.py" "$run/real-photos" --bench "$real" "${real_models[@]}" \
+    >/dev/null 2>"$run/real-photos.log" || echo "  (real photos skipped: $(tail -1 "$run/real-photos.log"))" >&2
+fi
+
 # ---------------------------------------------------------------- 6. results.md
 notes=()
 [[ -f "${NOTES:-}" ]] && notes=(--notes "$NOTES")
 python3 -m moon_cli.eval.results "$run" --title "MOON reproduction (${model}, ${steps} steps × batch ${batch} × ${nproc} process(es))" \
   --command "${REPRODUCE_COMMAND:-examples/reproduce.sh $run}" --seconds "$SECONDS" \
   --order "$(IFS=,; echo "${trained[*]},pretrain,untrained,${baselines[*]}" | tr ' ' ',')" "${notes[@]}"
+if [[ -f "$run/real-photos/report.md" ]]; then  # the real-photo table under the synthetic ones
+  { echo; sed '1s/^# /## /' "$run/real-photos/report.md"; } >> "$run/results.md"
+fi
 log "done: $run/results.md"

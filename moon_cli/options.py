@@ -41,10 +41,10 @@ def output_option(help_text: str = "Output file, or - for an Arrow stream on std
 
 
 # What MODEL can be (moon_cli.model.resolve decides; tests/test_cli.py checks this names every preset and baseline).
-MODEL_KINDS = ("a `moon train` checkpoint directory; a preset: mini (pretrained parts, random projector), tiny or "
-               "tiny-qwen3 (random init); a baseline: minilm (text only), efficientnet-lite0 / -lite1 / -lite2 "
-               "(photos only), conse (photos into MiniLM's text space through ImageNet class names); or a "
-               "Qwen2-VL / Qwen2.5-VL / Qwen3-VL hub id or local path")
+MODEL_KINDS = ("a `moon train` checkpoint directory; a preset: mini (pretrained parts; a visual prior puts photos "
+               "in its text space untrained), tiny or tiny-qwen3 (random init); a baseline: minilm (text only), "
+               "efficientnet-lite0 / -lite1 / -lite2 (photos only), conse (photos into MiniLM's text space through "
+               "ImageNet class names); or a Qwen2-VL / Qwen2.5-VL / Qwen3-VL hub id or local path")
 
 
 def model_option(help_text: str = "", default: str | None = None, kinds: bool = True):

@@ -71,6 +71,49 @@ def test_the_pretrained_text_prior_works_before_any_training(mini):
     assert (scores.argmax(1) == torch.arange(len(titles))).all()
 
 
+def test_the_visual_prior_is_conse_over_the_models_own_class_texts(mini):
+    """The anchor is the top-5 softmax mix of the class texts' vectors, and those vectors are what mini's own
+    text path makes of "a photo of a {class}: {gloss}"; untrained, the gate is open for every photo."""
+    from moon_cli.model.prior import class_texts
+
+    prior = mini.base.prior
+    texts = class_texts()
+    assert len(texts) == 1000 and texts[1].startswith("a photo of a goldfish: ") and len(texts[1]) > 40
+    torch.testing.assert_close(prior.class_vectors[:3], mini.encode_queries([{"text": t} for t in texts[:3]]),
+                               atol=1e-5, rtol=0)
+    pooled = torch.randn(4, 1280, generator=torch.Generator().manual_seed(0)).relu()  # (4, 1280) like features
+    anchor, detail, gate = prior(pooled)
+    top = prior.head(pooled).softmax(-1).topk(5)
+    want = ((top.values / top.values.sum(-1, keepdim=True))[..., None] * prior.class_vectors[top.indices]).sum(1)
+    torch.testing.assert_close(anchor, F.normalize(want, dim=-1))
+    torch.testing.assert_close(detail.norm(dim=-1), torch.ones(4))
+    assert (gate == 1).all()
+
+
+def test_the_gate_keeps_the_prior_for_photos_unlike_the_training_photos():
+    from moon_cli.model.prior import VisualPrior
+
+    gen = torch.Generator().manual_seed(0)
+    centre = torch.rand(16, generator=gen) + 0.5
+    like = lambda n: centre + 0.1 * torch.randn(n, 16, generator=gen)  # noqa: E731
+    prior = VisualPrior(16, 8)
+    prior.set_weights(0.4, 0.45)
+    training = like(256)
+    prior.train()
+    prior(training[:128]), prior(training[128:])
+    assert prior.seen == 256
+    torch.testing.assert_close(prior.feature_mean, training.mean(0))
+    prior.eval()
+    prior(torch.randn(8, 16))
+    assert prior.seen == 256  # evaluation does not move the statistics
+    unlike = torch.randn(64, 16, generator=gen)
+    assert prior.gate(like(64)).mean() < 0.1 and prior.gate(unlike).mean() > 0.9
+    torch.testing.assert_close(prior.row_weights(torch.tensor([1.0, 0.0])),
+                               torch.tensor([[0.4, 0.45, 0.15], [0.0, 0.0, 1.0]]))
+    with pytest.raises(MoonError, match="prior_anchor"):
+        prior.set_weights(0.6, 0.5)
+
+
 def test_padding_never_changes_a_vector(mini, products):
     lengths = {len(mini.processor.encode_product(p).ids) for p in products}
     assert len(lengths) > 1, "the batch must need padding"
@@ -90,12 +133,24 @@ def test_save_and_reload_are_bit_identical_without_the_wheels(mini, products, tm
 def test_the_pixel_shuffle_puts_each_2x2_block_of_cells_side_by_side(mini):
     pixels = torch.randn(2, 3, 128, 128)
     with torch.no_grad():
-        fmap = mini.base.visual.net.feature_map(pixels)  # (2, 1280, 4, 4)
+        fmap = mini.base.visual.feature_map(pixels)  # (2, 1280, 4, 4)
         tokens = mini.base.visual(pixels)  # (2, 4, 5120)
     assert tokens.shape == (2, 4, 4 * 1280)
     # token 1 is the top-right block: rows 0-1, columns 2-3, cells in row-major order
     want = torch.cat([fmap[:, :, r, c] for r in (0, 1) for c in (2, 3)], dim=-1)  # (2, 5120)
     assert torch.equal(tokens[:, 1], want)
+
+
+def test_the_frozen_tower_runs_folded_and_matches_the_plain_one(mini):
+    """Batch norms folded into the convolutions, channels-last, activations in place: the same features."""
+    pixels = torch.randn(3, 3, 192, 192)
+    with torch.no_grad():
+        plain = mini.base.visual.net.feature_map(pixels)  # (3, 1280, 6, 6), every batch norm applied
+        fast = mini.base.visual.feature_map(pixels)
+        tokens = mini.base.visual(pixels)  # the 6 × 6 map pooled to the backbone's 4 × 4 grid, 2 × 2 merged
+    assert (fast - plain).abs().max() < 1e-4 and tokens.shape == (3, 4, 4 * 1280)
+    pooled = torch.nn.functional.adaptive_avg_pool2d(plain, 4)  # (3, 1280, 4, 4)
+    assert (tokens[:, 0, :1280] - pooled[:, :, 0, 0]).abs().max() < 1e-4
 
 
 def test_the_frozen_feature_cache_is_exact_and_computes_each_photo_once(mini, products, tmp_path):
@@ -125,10 +180,19 @@ def test_the_frozen_feature_cache_is_exact_and_computes_each_photo_once(mini, pr
         stranger = FrozenFeatureCache(directory=disk)
         assert not torch.equal(stranger(other, pixels), want[:3]) and stranger.misses == 3
     assert len(list(disk.rglob("*.npy"))) == 6 and not list(disk.rglob("*.tmp"))
-    # through the model: a cached second pass gives the same vectors as the first
+    # through the model while training (its many steps see each photo again): a cached second pass gives the
+    # same vectors as the first; an embedding pass (eval) sees each photo once and does not hash it
     backbone.feature_cache = FrozenFeatureCache()
-    once, twice = mini.encode_products(products), mini.encode_products(products)
+    batch = mini.processor.collate([mini.processor.encode_product(p) for p in products])
+    mini.train()
+    try:
+        with torch.no_grad():
+            once, twice = mini(batch).embeddings, mini(batch).embeddings
+    finally:
+        mini.eval()
     assert torch.equal(once, twice) and backbone.feature_cache.hits > 0
+    hits = backbone.feature_cache.hits
+    assert torch.allclose(mini.encode_products(products), once, atol=1e-5) and backbone.feature_cache.hits == hits
 
 
 def test_a_checkpoint_saved_before_the_pixel_shuffle_still_loads(products, tmp_path):
@@ -149,7 +213,7 @@ def test_a_checkpoint_saved_before_the_pixel_shuffle_still_loads(products, tmp_p
         (tmp_path / "old" / name).write_text(json.dumps(data))
     again = MoonModel.from_pretrained(tmp_path / "old")
     assert again.processor.encode_product(products[0]).types.count(TokenType.IMAGE) == 16
-    assert torch.equal(again.encode_products(products), old.encode_products(products))
+    torch.testing.assert_close(again.encode_products(products), old.encode_products(products), atol=1e-5, rtol=0)
 
 
 def test_guided_moe_equals_the_dense_ffn_at_initialisation(products):
@@ -220,8 +284,11 @@ def test_a_frozen_pretraining_moves_the_projector_alone(world_template, tmp_path
     after = load_file(str(out / "model.safetensors"))
     start = {k: v for k, v in before.state_dict().items()}
     moved = {k for k in after if not torch.equal(after[k], start[k])}
-    assert moved and all(".projector." in k for k in moved)
+    statistics = {"backbone.prior.seen", "backbone.prior.feature_mean", "backbone.prior.fit"}  # what it has seen
+    assert moved and all(".projector." in k or k in statistics for k in moved)
     assert any(".projector." in k and "weight" in k for k in moved)
+    assert after["backbone.prior.seen"] > 0
+    assert MoonModel.from_pretrained(out).base.prior.seen == after["backbone.prior.seen"]  # kept in the checkpoint
 
     r = run_moon("train", "--objective", "pretrain", "--catalog", world_template / "catalog.parquet", "-m", "tiny",
                  "--freeze-pretrained", "--no-moe", "-o", tmp_path / "t", "--steps", 1, "--batch-size", 4, "-q")

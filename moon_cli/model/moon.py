@@ -84,6 +84,8 @@ class MoonModel(nn.Module):
         if self.config.backbone.freeze_vision:
             for p in self.base.visual.parameters():
                 p.requires_grad = False
+        if getattr(self.base, "prior", None) is not None:
+            self.base.prior.requires_grad_(False)
 
     def add_guided_moe(self, cfg) -> None:
         """Install the guided MoE on a dense model — e.g. post-training from a dense pre-training run. Every
@@ -111,6 +113,19 @@ class MoonModel(nn.Module):
         for n, p in self.named_parameters():
             p.requires_grad = p.requires_grad and self.is_new_parameter(n)
 
+    def _set_class_vectors(self, key: str) -> None:
+        """The visual prior's class vectors: the class texts embedded as queries by this model's own text path
+        (cached per ``key`` — what that path is built from)."""
+        from moon_cli.model.prior import cached_class_vectors, class_texts, texts_key
+
+        prior = getattr(self.base, "prior", None)
+        if prior is None:
+            return
+        prior.set_weights(self.config.pooling.prior_anchor, self.config.pooling.prior_detail)
+        key = f"{key}|{self.config.input.max_text_tokens}|{texts_key()}"
+        vectors = cached_class_vectors(key, lambda: self.encode_queries([{"text": t} for t in class_texts()], 64))
+        prior.class_vectors.copy_(vectors.to(prior.class_vectors))
+
     def num_parameters(self, trainable: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable)
 
@@ -124,7 +139,9 @@ class MoonModel(nn.Module):
         if bb.preset_family(name) == mini.FAMILY:
             config.backbone.family = mini.FAMILY
             backbone, tokenizer, image_processor = mini.build(config.input.image_size, seed)
-            return cls(config, backbone, MoonProcessor(tokenizer, image_processor, config.input))
+            model = cls(config, backbone, MoonProcessor(tokenizer, image_processor, config.input))
+            model._set_class_vectors(mini.text_path_key())
+            return model
         from moon_cli.model.tokenizer import build_tiny_tokenizer
 
         config.backbone.family = bb.preset_family(name)
@@ -281,7 +298,8 @@ class MoonModel(nn.Module):
                 use_cache=False,
             )
             hidden = out.last_hidden_state  # (B, L, H)
-            pooled = pool(self.config.pooling.mode, hidden, batch.attention_mask, batch.token_types)  # (B, H)
+            pooled = pool(self.config.pooling.mode, hidden, batch.attention_mask, batch.token_types,  # (B, H)
+                          getattr(out, "visual_prior", None))
             embeddings = torch.nn.functional.normalize(pooled.float(), dim=-1)  # (B, H)
             losses = [load_balancing_loss(lg, self.config.moe.top_k) for lg in self.routing.router_logits]
             balance = torch.stack(losses).mean() if losses else embeddings.new_zeros(())

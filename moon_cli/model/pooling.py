@@ -54,20 +54,33 @@ def modality_means(hidden: torch.Tensor, mask: torch.Tensor, token_types: torch.
     return v, t, visual.any(1, keepdim=True), text.any(1, keepdim=True)
 
 
-def balanced_pool(hidden: torch.Tensor, mask: torch.Tensor, token_types: torch.Tensor) -> torch.Tensor:
+def with_prior(v: torch.Tensor, has_v: torch.Tensor, prior) -> torch.Tensor:
+    """The visual half with a backbone's zero-training prior (model/prior.py) mixed in: n(w_a·anchor + w_d·detail
+    + w_v·v) for rows with photos, the weights (3,) coming with the prior; v as it is without one."""
+    if prior is None:
+        return v
+    anchor, detail, w = prior  # (B, H), (B, H), (B, 3)
+    mixed = F.normalize(w[:, :1] * anchor.float() + w[:, 1:2] * detail.float() + w[:, 2:] * v, dim=-1)
+    return torch.where(has_v, mixed, v)
+
+
+def balanced_pool(hidden: torch.Tensor, mask: torch.Tensor, token_types: torch.Tensor, prior=None) -> torch.Tensor:
     """½·n(mean of visual tokens) + ½·n(mean of content-text tokens) → (B, H); one modality alone if the
-    other is absent. Padding (mask 0) and template / delimiter tokens never count."""
+    other is absent. Padding (mask 0) and template / delimiter tokens never count. With a ``prior`` (anchor,
+    detail, weights), the visual half mixes it in (``with_prior``)."""
     v, t, has_v, has_t = modality_means(hidden, mask, token_types)
+    v = with_prior(v, has_v, prior)
     both = has_v & has_t
     pooled = torch.where(both, 0.5 * (v + t), v + t)  # the absent modality's mean is 0
     # a row with neither (only template tokens) falls back to the plain mean, so it is never a zero vector
     return torch.where(has_v | has_t, pooled, mean_pool(hidden, mask).float()).to(hidden.dtype)
 
 
-def pool(mode: str, hidden: torch.Tensor, mask: torch.Tensor, token_types: torch.Tensor) -> torch.Tensor:
-    """(B, H) pooled states by ``mode`` (one of ``POOLING_MODES``); not yet L2-normalised."""
+def pool(mode: str, hidden: torch.Tensor, mask: torch.Tensor, token_types: torch.Tensor, prior=None) -> torch.Tensor:
+    """(B, H) pooled states by ``mode`` (one of ``POOLING_MODES``); not yet L2-normalised. ``prior`` mixes into
+    balanced pooling's visual half only."""
     if mode == "balanced":
-        return balanced_pool(hidden, mask, token_types)
+        return balanced_pool(hidden, mask, token_types, prior)
     if mode == "mean":
         return mean_pool(hidden, mask)
     raise MoonError(f"unknown pooling mode '{mode}'; use one of {', '.join(POOLING_MODES)}")

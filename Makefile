@@ -32,6 +32,9 @@ demo: $(VENV)/.baselines ## run the main job on the embedded default (synthetic 
 test: $(STAMP) ## run the test suite (CPU, no network, a few minutes)
 	$(BIN)/python -m pytest -q
 
+lint: $(STAMP) ## ruff: pyflakes, pycodestyle and bugbear over the code, tests and benchmarks (settings in pyproject.toml)
+	$(BIN)/ruff check .
+
 $(VENV)/.browser: $(STAMP)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[browser]' && touch $@
 
@@ -112,4 +115,4 @@ clean: ## remove runs/ and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
-.PHONY: help install baselines demo test test-scale test-docs test-browser browser-deps kill-trials bench-synth bench-model bench-data bench-serve bench-train bench-real reproduce reproduce-quick scaling clean
+.PHONY: help install baselines demo test lint test-scale test-docs test-browser browser-deps kill-trials bench-synth bench-model bench-data bench-serve bench-train bench-real reproduce reproduce-quick scaling clean

@@ -36,8 +36,7 @@ def main():
     start = time.perf_counter()
     n = 0
     for i in range(0, len(images), args.batch):  # the bare loop: file paths in, boxes out, nothing written
-        for res in model.predict(images[i:i + args.batch], imgsz=imgsz, device="cpu", verbose=False):
-            n += 1
+        n += len(model.predict(images[i:i + args.batch], imgsz=imgsz, device="cpu", verbose=False))
     bare = n / (time.perf_counter() - start)
 
     # moon's pipeline in-process with the same warmed-up model: safe decoding, crops, Parquet rows

@@ -81,7 +81,8 @@ def report(results: dict[str, dict[str, dict | None]], photos: int) -> str:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path)
-    parser.add_argument("-m", "--model", action="append", dest="models", help=f"a model, or LABEL=MODEL; repeatable [{' '.join(DEFAULT_MODELS)}]")
+    parser.add_argument("-m", "--model", action="append", dest="models",
+                        help=f"a model, or LABEL=MODEL; repeatable [{' '.join(DEFAULT_MODELS)}]")
     parser.add_argument("--bench", type=Path, help="an existing real-photo bench [OUT/bench, built if absent]")
     parser.add_argument("--debs", type=Path, help="where the .deb files are kept [OUT/debs]")
     parser.add_argument("--device", default="cpu")

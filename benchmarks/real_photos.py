@@ -261,7 +261,7 @@ def build(out: Path, debs: Path) -> dict:
     entries = list(gcompris_photos(trees["gcompris-qt-data"] / GCOMPRIS_RCC))
     entries += list(kalzium_photos(trees["kalzium-data"] / KALZIUM))
     rows, seen = [], set()
-    for n, (name, description, source, blob, credit) in enumerate(entries):
+    for name, description, source, blob, credit in entries:
         if description.lower() in seen:  # one relevant photo per description
             continue
         seen.add(description.lower())

@@ -1,10 +1,10 @@
 """Artifact I/O shared by every stage: Parquet on disk, an Arrow IPC stream on ``-``.
 
 - Reads validate against a contract and resolve relative path columns against the artifact's directory.
-- Writes are atomic (temporary file in the target directory + rename), hold an exclusive lock on the
-  output so that a second writer to it is refused at once, refuse to replace an existing output unless asked, store path columns relative to the output's directory when the file lies
-  beneath it, and carry a manifest (stage, version, parameters, seed, input fingerprints) in the
-  schema's key-value metadata.
+- Writes are atomic (temporary file in the target directory + rename), hold an exclusive lock on the output so
+  that a second writer to it is refused at once, refuse to replace an existing output unless asked, store path
+  columns relative to the output's directory when the file lies beneath it, and carry a manifest (stage,
+  version, parameters, seed, input fingerprints) in the schema's key-value metadata.
 """
 
 from __future__ import annotations

@@ -114,7 +114,8 @@ def embed(input_path, model_name, output, detections, kind, batch_size, dim, sha
         encoder.close()
     summary = {"model": f"{model_name} ({encoder.model_id}), dim {params['dim']}",
                "rows": f"{stats.rows_in} in shard" if shard_t else f"{stats.rows_in + len(source.null_ids)} in",
-               "embedded": f"{stats.ok} ok, {stats.errors} error(s)" + (f", {stats.skipped_done} already done" if stats.skipped_done else ""),
+               "embedded": f"{stats.ok} ok, {stats.errors} error(s)"
+                           + (f", {stats.skipped_done} already done" if stats.skipped_done else ""),
                "time": f"{stats.seconds:.1f} s ({(stats.ok + stats.errors) / max(stats.seconds, 1e-9):.1f} "
                        f"{plural(source.kind)}/s)"}
     if ray_address:

@@ -100,7 +100,8 @@ def _mix(text: str) -> dict[str, float]:
 @overwrite_option
 @quiet_option
 def train(pairs, catalog, output, objective, negatives, detections, no_crops, model_name, config_file, steps, batch_size,
-          lr, new_lr, freeze_pretrained, temperature, fixed_temperature, hard_negatives, no_hard_negatives, catalog_views, queue_size, no_queue,
+          lr, new_lr, freeze_pretrained, temperature, fixed_temperature, hard_negatives, no_hard_negatives, catalog_views,
+          queue_size, no_queue,
           no_gather, no_moe, arch, matryoshka, align_weight, grad_cache, chunk_size, modality_mix, val_every, val_fraction,
           holdout_splits, temperature_lr, checkpoint_every, bf16, fsdp, gradient_checkpointing, seed, device, resume, stop_at_step,
           overwrite, quiet):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from moon_cli.errors import MoonError
 from moon_cli.model import MoonConfig, MoonModel, TokenType, balanced_pool, mean_pool
 
-O, I, C, T, A, Q = (int(t) for t in (TokenType.OTHER, TokenType.IMAGE, TokenType.CROP, TokenType.TITLE,
+O, I, C, T, A, Q = (int(t) for t in (TokenType.OTHER, TokenType.IMAGE, TokenType.CROP, TokenType.TITLE,  # noqa: E741
                                       TokenType.ATTRIBUTE, TokenType.QUERY_TEXT))
 
 

@@ -56,7 +56,6 @@ def build_world(out: Path, n_products: int, seed: int, image_size: int = 128, wo
                 progress: bool = True) -> dict:
     """Generate every table and image of a world into the (empty) directory ``out``; return a summary."""
     t0 = time.perf_counter()
-    rng = random.Random(seed)
     for sub in ("images", "queries", "bench/images"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     leaf_list = leaves()

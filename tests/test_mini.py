@@ -112,6 +112,51 @@ def test_the_gate_keeps_the_prior_for_photos_unlike_the_training_photos():
                                torch.tensor([[0.4, 0.45, 0.15], [0.0, 0.0, 1.0]]))
     with pytest.raises(MoonError, match="prior_anchor"):
         prior.set_weights(0.6, 0.5)
+    with pytest.raises(MoonError, match="prior_colour"):  # built without the colour terms
+        prior.set_weights(0.4, 0.45, 0.3)
+
+
+def test_the_colour_histogram_counts_the_product_not_its_white_background():
+    from moon_cli.model.prior import COLOURS, colour_histogram
+
+    names = list(COLOURS)
+    photo = torch.ones(2, 3, 64, 64)  # white, in the Lite normalisation (x − 0.5) / 0.5
+    photo[0, :, 24:40, 24:40] = torch.tensor([0.8, 0.1, 0.1])[:, None, None] * 2 - 1  # a small red product
+    photo[1] = torch.tensor([0.1, 0.3, 0.8])[:, None, None] * 2 - 1  # a tight crop of something blue
+    shares = colour_histogram(photo)  # (2, 11)
+    torch.testing.assert_close(shares.sum(-1), torch.ones(2))
+    assert names[int(shares[0].argmax())] == "red" and shares[0, names.index("white")] < 0.2
+    assert names[int(shares[1].argmax())] == "blue"
+
+
+def test_untrained_mini_reads_a_photos_colour(mini, tmp_path):
+    """Colour words count before any training: the colour terms raise each mug's own colour above the others."""
+    from PIL import Image, ImageDraw
+
+    colours = {"red": (200, 25, 25), "blue": (25, 75, 205), "yellow": (240, 215, 30)}
+    items = []
+    for name, rgb in colours.items():
+        img = Image.new("RGB", (192, 192), "white")
+        draw = ImageDraw.Draw(img)
+        draw.rounded_rectangle((50, 45, 130, 150), 12, fill=rgb)  # a mug's body and handle
+        draw.ellipse((118, 70, 158, 120), outline=rgb, width=10)
+        img.save(tmp_path / f"{name}.png")
+        items.append(dict(item_id=name, title=None, category_path=[], attributes=[], images=[tmp_path / f"{name}.png"]))
+    queries = [{"text": f"{c} mug"} for c in colours]
+
+    def own_colour_margin() -> torch.Tensor:  # (3,): each photo's own-colour query over the best other one
+        scores = mini.encode_queries(queries) @ mini.encode_products(items).T  # (3 queries, 3 photos)
+        return scores.diagonal() - (scores - 9 * torch.eye(3)).max(0).values
+
+    share = mini.base.prior.colour_share.clone()
+    assert share > 0  # the preset reads colours
+    with_colours = own_colour_margin()
+    mini.base.prior.colour_share.zero_()
+    try:
+        without = own_colour_margin()
+    finally:
+        mini.base.prior.colour_share.copy_(share)
+    assert (with_colours > without).all() and with_colours.mean() > without.mean() + 0.01, (with_colours, without)
 
 
 def test_padding_never_changes_a_vector(mini, products):

@@ -60,6 +60,7 @@ class PoolingConfig:
     # the ImageNet class anchor (photos in the text's space) and the feature detail (photos apart from each other)
     prior_anchor: float = 0.0
     prior_detail: float = 0.0
+    prior_colour: float = 0.0  # the basic colour terms' share of the anchor (model/prior.py)
 
 
 MODEL_SECTIONS = ("input", "pooling")  # the MoonConfig sections a preset may set (backbone.PRESETS)

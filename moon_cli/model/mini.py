@@ -74,6 +74,7 @@ class MiniConfig:
     vision_merge: int = 2  # pixel shuffle: merge × merge feature-map cells become one visual token
     vision_grid: int = 0  # feature-map cells per side, average-pooled to this many (0: the native S / 32)
     prior: bool = False  # the zero-training visual prior (model/prior.py): ImageNet class anchor + feature detail
+    prior_colours: bool = False  # and the basic colour terms of the photo in its anchor
     pad_token_id: int = 0
     image_token_id: int = -1
     video_token_id: int = -1
@@ -93,7 +94,7 @@ class MiniConfig:
         try:
             data = json.loads(Path(path).read_text())
             data.setdefault("vision_merge", 1)  # saved before the pixel shuffle: one token per cell
-            # vision_grid and prior are absent from checkpoints made before them: native grid, no prior
+            # vision_grid, prior and prior_colours are absent from checkpoints made before them: native grid, no prior
             if data.get("model_type") != FAMILY:
                 raise ValueError(f"model_type is {data.get('model_type')!r}, not {FAMILY!r}")
             return cls(**data)
@@ -298,7 +299,7 @@ class MiniBackbone(nn.Module):
         self.projector = nn.Sequential(nn.LayerNorm(width), nn.Linear(width, cfg.hidden_size),
                                        nn.GELU(), nn.Linear(cfg.hidden_size, cfg.hidden_size))
         self.language_model = LanguageModel(cfg)
-        self.prior = VisualPrior(cfg.vision_channels, cfg.hidden_size) if cfg.prior else None
+        self.prior = VisualPrior(cfg.vision_channels, cfg.hidden_size, colours=cfg.prior_colours) if cfg.prior else None
         self.feature_cache = FrozenFeatureCache(directory=os.environ.get(FEATURE_CACHE_ENV) or None)
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -321,13 +322,13 @@ class MiniBackbone(nn.Module):
         """Per image its projected tokens (T, H), as Qwen2-VL's ``get_image_features(...).pooler_output``."""
         return SimpleNamespace(pooler_output=list(self.image_tokens(pixel_values)))
 
-    def _row_priors(self, feats: torch.Tensor, slots: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _row_priors(self, feats: torch.Tensor, slots: torch.Tensor, pixels: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Each row's prior vectors — the unit mean of its photos' (and crops') anchors and details, (B, H) each,
         zeros for a row without photos — and each row's mixing weights (B, 3), by its photos' mean gate.
         feats (N, T, m²·C) in the rows' order; slots (B, L) image-pad tokens."""
         N, T, _ = feats.shape
         pooled = feats.reshape(N, T * self.config.vision_merge ** 2, self.config.vision_channels).mean(1)  # (N, C)
-        anchor, detail, gate = self.prior(pooled)  # (N, H), (N, H), (N,)
+        anchor, detail, gate = self.prior(pooled, pixels)  # (N, H), (N, H), (N,)
         B = slots.shape[0]
         row = torch.repeat_interleave(torch.arange(B, device=feats.device), slots.sum(1) // T)  # (N,)
         per_row = lambda v: F.normalize(torch.zeros((B, v.shape[1]), dtype=v.dtype,  # noqa: E731
@@ -349,7 +350,7 @@ class MiniBackbone(nn.Module):
                                 f"sequence was not made by this backbone's processor")
             embeds = embeds.masked_scatter(slots.unsqueeze(-1), visual)  # row-major: the images' order
             if self.prior is not None:
-                prior = self._row_priors(feats, slots)
+                prior = self._row_priors(feats, slots, pixel_values)
         return SimpleNamespace(last_hidden_state=self.language_model(embeds, attention_mask), visual_prior=prior)
 
 
@@ -404,13 +405,13 @@ def build_tokenizer():
     return tokenizer
 
 
-def config_for(tokenizer, image_size: int, grid: int = 4, prior: bool = True) -> MiniConfig:
+def config_for(tokenizer, image_size: int, grid: int = 4, prior: bool = True, colours: bool = True) -> MiniConfig:
     from moon_cli.model.tokenizer import IMAGE_PAD, VIDEO_PAD, VISION_END, VISION_START
 
     vs, ve, img, vid = tokenizer.convert_tokens_to_ids([VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD])
     return MiniConfig(vocab_size=len(tokenizer), image_size=image_size, pad_token_id=tokenizer.pad_token_id,
                       image_token_id=img, video_token_id=vid, vision_start_token_id=vs, vision_end_token_id=ve,
-                      vision_grid=grid, prior=prior)
+                      vision_grid=grid, prior=prior, prior_colours=prior and colours)
 
 
 def load_pretrained_parts(backbone: MiniBackbone) -> None:

@@ -116,15 +116,18 @@ class MoonModel(nn.Module):
     def _set_class_vectors(self, key: str) -> None:
         """The visual prior's class vectors: the class texts embedded as queries by this model's own text path
         (cached per ``key`` — what that path is built from)."""
-        from moon_cli.model.prior import cached_class_vectors, class_texts, texts_key
+        from moon_cli.model.prior import cached_class_vectors, class_texts, colour_texts, texts_key
 
         prior = getattr(self.base, "prior", None)
         if prior is None:
             return
-        prior.set_weights(self.config.pooling.prior_anchor, self.config.pooling.prior_detail)
+        pooling = self.config.pooling
+        prior.set_weights(pooling.prior_anchor, pooling.prior_detail, pooling.prior_colour)
         key = f"{key}|{self.config.input.max_text_tokens}|{texts_key()}"
         vectors = cached_class_vectors(key, lambda: self.encode_queries([{"text": t} for t in class_texts()], 64))
         prior.class_vectors.copy_(vectors.to(prior.class_vectors))
+        if prior.colours:  # eleven short texts: not worth a cache
+            prior.colour_vectors.copy_(self.encode_queries([{"text": t} for t in colour_texts()]).to(prior.colour_vectors))
 
     def num_parameters(self, trainable: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable)

@@ -7,14 +7,17 @@
 - the **anchor** puts the photo in the space of the model's own text: EfficientNet-Lite0's ImageNet classifier
   says which classes the photo shows, and the anchor is the mix of those classes' text vectors (ConSE, Norouzi
   et al. 2014), with each class named and glossed (WordNet's definition, from timm's ImageNet tables) so the
-  text path reads what the class is, not only its name;
+  text path reads what the class is, not only its name; ImageNet has no colours, so the photo's basic colour
+  terms (the two largest shares of its product's pixels, ``colour_histogram``) are mixed in the same way
+  from the vectors of "something {colour}", at ``pooling.prior_colour`` of the anchor;
 - the **detail** keeps the photo apart from others like it: a seeded random projection of the tower's pooled
   features (distances survive a random projection), which the anchor alone loses — two photos of hammers
   share their classes.
 
 ``pooling.prior_anchor`` / ``prior_detail`` weigh them into the visual half of balanced pooling beside the mean
 of the visual tokens' states (model/pooling.py). Nothing here trains: the classifier is frozen, the class
-vectors are computed once from the untrained text path and kept in the checkpoint, the projection is seeded.
+vectors (classes and colours) are computed once from the untrained text path and kept in the checkpoint, the
+projection is seeded.
 """
 
 from __future__ import annotations
@@ -31,6 +34,11 @@ from torch import nn
 from moon_cli.errors import MoonError, warn
 
 CLASS_PROMPT = "a photo of a {name}: {gloss}"
+# the eleven basic colour terms (Berlin & Kay), each at a typical sRGB value in [0, 1]
+COLOURS = {"black": (0.05, 0.05, 0.05), "white": (0.95, 0.95, 0.95), "grey": (0.5, 0.5, 0.5),
+           "red": (0.8, 0.1, 0.1), "orange": (1.0, 0.55, 0.0), "yellow": (0.95, 0.85, 0.1), "green": (0.15, 0.6, 0.2),
+           "blue": (0.1, 0.3, 0.8), "purple": (0.5, 0.2, 0.6), "pink": (1.0, 0.6, 0.75), "brown": (0.45, 0.27, 0.1)}
+COLOUR_PROMPT = "something {name}"
 CACHE_ENV = "MOON_CACHE"  # where derived data is kept [~/.cache/moon]
 
 
@@ -60,6 +68,24 @@ def class_texts() -> list[str]:
             zip(_IMAGENET_CATEGORIES, synsets)]
 
 
+def colour_texts() -> list[str]:
+    return [COLOUR_PROMPT.format(name=name) for name in COLOURS]
+
+
+def colour_histogram(pixels: torch.Tensor) -> torch.Tensor:
+    """(N, 3, S, S) pixels in the Lite normalisation → (N, 11) shares of the basic colours in the product: each
+    pixel softly assigned to its nearest colour, weighted by how far it is from the background (the median
+    of the photo's border), so a cut-out on white counts the product, and a tight crop counts everything."""
+    rgb = F.adaptive_avg_pool2d(pixels.float() * 0.5 + 0.5, 32)  # (N, 3, 32, 32) in [0, 1]
+    border = torch.cat([rgb[..., 0, :], rgb[..., -1, :], rgb[..., :, 0], rgb[..., :, -1]], dim=-1)  # (N, 3, 128)
+    background = border.median(dim=-1).values  # (N, 3)
+    foreground = ((rgb - background[..., None, None]).norm(dim=1) / 0.25).clamp(0, 1) + 1e-3  # (N, 32, 32)
+    refs = torch.tensor(list(COLOURS.values()), device=pixels.device)  # (11, 3)
+    d2 = ((rgb.permute(0, 2, 3, 1)[..., None, :] - refs) ** 2).sum(-1)  # (N, 32, 32, 11)
+    soft = (-d2 / 0.01).softmax(-1)
+    return (soft * foreground[..., None]).sum((1, 2)) / foreground.sum((1, 2))[:, None]  # (N, 11)
+
+
 class VisualPrior(nn.Module):
     """The ImageNet head, the class texts' vectors and the detail projection of a `mini` backbone (frozen), and
     what it has seen in training.
@@ -75,9 +101,14 @@ class VisualPrior(nn.Module):
     GATE_Z = 2.0  # a photo this many standard deviations less like the training photos than they are: half gate
     GATE_SLOPE = 3.0
 
-    def __init__(self, channels: int, hidden: int, classes: int = 1000, top_k: int = 5, seed: int = 0):
+    def __init__(self, channels: int, hidden: int, classes: int = 1000, top_k: int = 5, seed: int = 0,
+                 colours: bool = False):
         super().__init__()
         self.top_k = top_k
+        self.colours = colours
+        if colours:  # the colour terms' text vectors, and their share of the anchor (pooling.prior_colour)
+            self.register_buffer("colour_vectors", torch.zeros(len(COLOURS), hidden))  # (11, H)
+            self.register_buffer("colour_share", torch.zeros(()))
         self.head = nn.Linear(channels, classes)  # EfficientNet-Lite0's ImageNet classifier
         self.register_buffer("class_vectors", torch.zeros(classes, hidden))  # (C, H), unit rows once set
         gen = torch.Generator().manual_seed(seed)
@@ -90,23 +121,38 @@ class VisualPrior(nn.Module):
         self.register_buffer("fit", torch.zeros(2))
         self.requires_grad_(False)
 
-    def set_weights(self, anchor: float, detail: float) -> None:
+    def set_weights(self, anchor: float, detail: float, colour: float = 0.0) -> None:
         rest = 1.0 - anchor - detail
         if min(anchor, detail, rest) <= 0:
             raise MoonError(f"pooling.prior_anchor {anchor} and prior_detail {detail}: each must be above 0 and "
                             f"together below 1 (the visual tokens' mean keeps the rest)")
+        if not 0 <= colour < 1 or (colour and not self.colours):
+            raise MoonError(f"pooling.prior_colour {colour}: the colour terms' share of the anchor, from 0 up to "
+                            f"below 1, on a backbone built with colours")
         self.mix.copy_(torch.tensor([anchor, detail, rest]))
+        if self.colours:
+            self.colour_share.fill_(colour)
 
     @torch.no_grad()
-    def forward(self, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """pooled features (N, C) → anchor (N, H), detail (N, H), both unit norm, and the gate (N,)."""
+    def forward(self, pooled: torch.Tensor, pixels: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """pooled features (N, C) [and the photos (N, 3, S, S)] → anchor (N, H), detail (N, H), both unit norm,
+        and the gate (N,)."""
         if self.training:
             self._observe(pooled)
-        probs = self.head(pooled).softmax(-1)  # (N, 1000)
-        top = probs.topk(self.top_k, dim=-1)
+        anchor = F.normalize(self._top_mix(self.head(pooled).softmax(-1), self.class_vectors, self.top_k), dim=-1)
+        if self.colours and pixels is not None and self.colour_share > 0:
+            colour = F.normalize(self._top_mix(colour_histogram(pixels), self.colour_vectors, 2), dim=-1)  # (N, H)
+            anchor = F.normalize((1 - self.colour_share) * anchor + self.colour_share * colour, dim=-1)
+        return anchor, F.normalize(pooled @ self.projection, dim=-1), self.gate(pooled)
+
+    @staticmethod
+    def _top_mix(probs: torch.Tensor, vectors: torch.Tensor, k: int) -> torch.Tensor:
+        """(N, K) probabilities, (K, H) vectors → (N, H): the top-k vectors weighted by their renormalised
+        probabilities (ConSE)."""
+        top = probs.topk(k, dim=-1)
         weights = top.values / top.values.sum(-1, keepdim=True)  # (N, k)
-        anchor = (weights[..., None] * self.class_vectors[top.indices]).sum(1)  # (N, H)
-        return F.normalize(anchor, dim=-1), F.normalize(pooled @ self.projection, dim=-1), self.gate(pooled)
+        return (weights[..., None] * vectors[top.indices]).sum(1)
 
     def gate(self, pooled: torch.Tensor) -> torch.Tensor:  # (N, C) → (N,) in [0, 1]
         if self.seen < 1:

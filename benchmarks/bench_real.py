@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # as the moon command does
 
 TASKS = (("text-to-photo", "text_to_product"), ("photo-to-text", "image_to_product"),
          ("photo-to-photo", "image_to_product"))

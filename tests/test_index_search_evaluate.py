@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pyarrow as pa
@@ -64,6 +65,20 @@ def test_search_with_another_model_is_refused(catalog_index):
         assert r.exit_code != 0 and "indexed with model 'checkpoint:other'" in r.output
     finally:
         (d / "idx" / "moon_index.json").write_text(json.dumps(info))
+
+
+def test_a_bench_that_names_its_tasks_is_not_missing_the_others(world, tmp_path):
+    from moon_cli.eval.bench import load_bench
+
+    bench = tmp_path / "text-only"
+    bench.mkdir()
+    shutil.copy(world / "bench" / "text_queries.parquet", bench / "text.parquet")
+    gallery = (world / "bench" / json.loads((world / "bench" / "bench.json").read_text())["gallery"]).resolve()
+    (bench / "bench.json").write_text(json.dumps({"gallery": str(gallery), "tasks": {"text_to_product": "text.parquet"}}))
+    r = run_moon("evaluate", bench, "-m", "tiny", "-o", tmp_path / "report", "--quiet", "--batch-size", 32)
+    assert r.exit_code == 0, r.output
+    assert "skipped" not in r.output
+    assert list(load_bench(bench).tasks) == ["text_to_product"]
 
 
 def test_evaluate_writes_metrics_report_and_plots(world, tmp_path):

@@ -53,12 +53,14 @@ def load_bench(root: Path) -> Bench:
     spec = read_json_report(index, ("gallery",), "`moon synth` (or by hand: the gallery Parquet and task files)")
     gallery = read_table(root / spec["gallery"], CATALOG).table
     bench = Bench(root, gallery)
-    files = {**DEFAULT_FILES, **spec.get("tasks", {})}
+    named = spec.get("tasks") or {}
+    files = {**DEFAULT_FILES, **named}
     for task, name in files.items():
         path = root / name
         if not path.is_file():
             bench.skipped.append(task)
-            warn(f"warning: {root}: task '{task}' skipped: {name} is missing")
+            if task in named or not named:  # a bench that names its tasks is not missing the others
+                warn(f"warning: {root}: task '{task}' skipped: {name} is missing")
             continue
         contract = RETRIEVAL_TASKS[task][0] if task in RETRIEVAL_TASKS else LABEL_TASKS[task]
         bench.tasks[task] = read_table(path, contract).table

@@ -60,7 +60,7 @@ def measure(bench_root: Path, models: list[str], device: str) -> dict[str, dict[
 
 def report(results: dict[str, dict[str, dict | None]], photos: int) -> str:
     ref = results.get(REFERENCE, {})
-    lines = [f"# Real photos, no training ({photos} photos; Recall@1 / Recall@10, chance beside)", "",
+    lines = [f"# Real photos ({photos} photos with their own descriptions; Recall@1 / Recall@10, chance beside)", "",
              "| model | " + " | ".join(n for n, _ in TASKS) + f" | R@10 ÷ {REFERENCE} |",
              "|---|" + "---|" * (len(TASKS) + 1)]
     for model, tasks in results.items():
@@ -96,7 +96,12 @@ def main(argv=None) -> None:
 
         real_photos.build(bench, (args.debs or out / "debs").resolve())
     photos = json.loads((bench / "summary.json").read_text())["photos"]
-    results = measure(bench, list(args.models or DEFAULT_MODELS), args.device)
+    from moon_cli.errors import MoonError
+
+    try:
+        results = measure(bench, list(args.models or DEFAULT_MODELS), args.device)
+    except MoonError as exc:
+        sys.exit(f"bench_real: {exc}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps({"photos": photos, "bench": str(bench), "models": results},
                                                  indent=2) + "\n")

@@ -356,3 +356,29 @@ def test_resolve_decides_what_a_model_name_means_once(tmp_path, model):
             resolve(bad)
     with pytest.raises(MoonError, match="baseline"):
         MoonModel.from_pretrained("minilm")
+
+
+def test_the_model_package_has_no_import_circle():
+    """Every import between moon_cli.model's modules, lazy ones too, runs one way (a circle once ran config →
+    pooling → processor → config, papered over by an import inside a function)."""
+    import ast
+    from pathlib import Path
+
+    import moon_cli.model
+
+    root = Path(moon_cli.model.__file__).parent
+    graph: dict[str, set[str]] = {}
+    for path in root.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("moon_cli.model"):
+                parts = node.module.split(".")
+                deps |= {parts[2]} if len(parts) > 2 else {a.name for a in node.names}
+        graph[path.stem] = {d for d in deps if (root / f"{d}.py").is_file() and d != path.stem}
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(d == goal or (d not in seen and reaches(d, goal, seen | {d})) for d in graph.get(start, ()))
+
+    assert {"config", "pooling", "processor"} <= set(graph)
+    circles = sorted(m for m in graph if reaches(m, m, {m}))
+    assert not circles, f"modules on an import circle: {circles}"

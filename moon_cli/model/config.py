@@ -52,6 +52,15 @@ class LoRAConfig:
     targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
 
 
+POOLING_MODES = ("mean", "balanced")  # model/pooling.py implements each
+
+
+def check_mode(mode: str, source: str = "pooling.mode") -> str:
+    if mode not in POOLING_MODES:
+        raise MoonError(f"{source}: unknown pooling mode '{mode}'; use one of {', '.join(POOLING_MODES)}")
+    return mode
+
+
 @dataclass
 class PoolingConfig:
     mode: str = "mean"  # mean | balanced (model/pooling.py); the paper's is mean; presets may choose another
@@ -94,8 +103,6 @@ class MoonConfig:
         unknown = set(data) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise MoonError(f"{source}: unknown section(s) {sorted(unknown)}")
-        from moon_cli.model.pooling import check_mode  # pooling imports the processor, which imports this module
-
         check_mode(kwargs["pooling"].mode, f"{source}: pooling.mode")
         return cls(**kwargs)
 

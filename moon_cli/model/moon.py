@@ -17,11 +17,11 @@ from torch import nn
 from moon_cli.errors import MoonError
 from moon_cli.model import backbone as bb
 from moon_cli.model import mini
-from moon_cli.model.config import MoonConfig
+from moon_cli.model.config import MoonConfig, check_mode
 from moon_cli.model.dual import dual_embeddings
 from moon_cli.model.lora import apply_lora, merge_lora
 from moon_cli.model.moe import GuidedMoE, RoutingContext, install_guided_moe, load_balancing_loss
-from moon_cli.model.pooling import check_mode, modality_means, pool
+from moon_cli.model.pooling import modality_means, pool
 from moon_cli.model.processor import Batch, MoonProcessor, Sequence
 from moon_cli.model.resolve import WEIGHTS
 

@@ -18,17 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from moon_cli.errors import MoonError
+from moon_cli.model.config import POOLING_MODES
 from moon_cli.model.processor import TokenType
 
-POOLING_MODES = ("mean", "balanced")
 VISUAL_TYPES = (TokenType.IMAGE, TokenType.CROP)
 TEXT_TYPES = (TokenType.TITLE, TokenType.CATEGORY, TokenType.ATTRIBUTE, TokenType.QUERY_TEXT)
-
-
-def check_mode(mode: str, source: str = "pooling.mode") -> str:
-    if mode not in POOLING_MODES:
-        raise MoonError(f"{source}: unknown pooling mode '{mode}'; use one of {', '.join(POOLING_MODES)}")
-    return mode
 
 
 def masked_mean(hidden: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

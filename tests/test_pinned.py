@@ -13,7 +13,7 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from conftest import run_moon
+from conftest import moon_subprocess
 from moon_cli.model.moon import MoonModel
 
 PINNED = Path(__file__).parent / "data" / "pinned_embeddings.json"
@@ -79,8 +79,10 @@ def test_a_short_training_run_ends_at_the_pinned_embeddings(preset, world_templa
     plan's defaults and the loss all feed these numbers."""
     _need_mini(preset)
     w = world_template
-    r = run_moon("train", mined_pairs, "--catalog", w / "catalog.parquet", "-m", preset, "-o", tmp_path / "model",
-                 "--steps", 3, "--batch-size", 4, "--val-every", 0, "--checkpoint-every", 0, "--seed", 0, "--quiet")
-    assert r.exit_code == 0, r.output
+    # its own process on one thread: training rounds differently on another thread count (and importing
+    # ultralytics, as the detector tests do, sets OMP_NUM_THREADS=1 for every child process)
+    r = moon_subprocess(f"OMP_NUM_THREADS=1 moon train {mined_pairs} --catalog {w / 'catalog.parquet'} -m {preset} -o {tmp_path / 'model'} "
+                        f"--steps 3 --batch-size 4 --val-every 0 --checkpoint-every 0 --seed 0 --quiet")
+    assert r.returncode == 0, r.stderr.decode()[-2000:]
     model = MoonModel.from_pretrained(tmp_path / "model")
     _check(f"{preset} after 3 steps", _embeddings(model, _photo(tmp_path / "mug.png")))

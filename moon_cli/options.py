@@ -94,3 +94,47 @@ def ray_options(f):
                         metavar="[ADDRESS]",
                         help="Run on Ray: alone, a local Ray on this machine; or a cluster's address (auto, HOST:PORT, "
                              "ray://HOST:PORT). Needs pip install 'moon-cli[ray]'. (env: MOON_RAY)")(f)
+
+
+class SizeList(click.ParamType):
+    """A comma-separated list of positive sizes, e.g. 64,128 (sorted, without repeats)."""
+
+    name = "sizes"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, list):
+            return value
+        try:
+            sizes = sorted({int(d) for d in str(value).split(",") if d.strip()})
+        except ValueError:
+            self.fail(f"'{value}' is not a comma-separated list of sizes, e.g. 64,128", param, ctx)
+        if any(d <= 0 for d in sizes):
+            self.fail("sizes must be positive", param, ctx)
+        return sizes
+
+
+class ModalityMix(click.ParamType):
+    """IMAGE:TEXT:MULTIMODAL query-modality weights, e.g. 12:3:2."""
+
+    name = "image:text:multimodal"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, dict):
+            return value
+        try:
+            weights = [float(p) for p in str(value).split(":")]
+        except ValueError:
+            weights = []
+        if len(weights) != 3 or any(not math.isfinite(w) or w < 0 for w in weights) or sum(weights) <= 0:
+            self.fail(f"'{value}' is not IMAGE:TEXT:MULTIMODAL weights, e.g. 12:3:2", param, ctx)
+        return dict(zip(("image", "text", "multimodal"), weights))
+
+
+def train_default(name: str) -> str:
+    """A help text's default, read from where it is decided (TrainConfig, recipes.toml) so it cannot drift."""
+    from moon_cli.train.config import TrainConfig
+    from moon_cli.train.plan import recipes
+
+    if any(name in r for r in recipes().values()):
+        return "[default: the model's recipe; --print-plan shows it]"
+    return f"[default: {getattr(TrainConfig, name)}]"

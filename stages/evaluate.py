@@ -46,7 +46,8 @@ def evaluate(bench_dir, model_name, output, detections, label, compare, batch_si
     ensure_new_dir(output, overwrite)  # before the evaluation, not after it
     others = [load_metrics(c) for c in compare]
     bench = load_bench(bench_dir)
-    encoder = load_encoder(model_name, device)
+    ref = resolve(model_name)
+    encoder = load_encoder(ref, device)
     det = read_table(detections, DETECTIONS).table if detections else None
     results = run_eval(bench, encoder, det, batch_size, quiet)
     run = {"label": label or model_name, "model": model_name, "model_id": encoder.model_id, "bench": str(bench_dir),
@@ -54,7 +55,7 @@ def evaluate(bench_dir, model_name, output, detections, label, compare, batch_si
     with atomic_dir(output, overwrite=overwrite) as tmp:
         (tmp / "metrics.json").write_text(json.dumps(run, indent=2) + "\n")
         write_report(tmp, run, others)
-    if resolve(model_name).kind == "checkpoint":  # the model card shows the bench figures it was measured at
+    if ref.kind == "checkpoint":  # the model card shows the bench figures it was measured at
         try:
             record_evaluation(Path(model_name), str(bench_dir), headline(run))
         except OSError as exc:  # a read-only model directory: the report is written, the card stays as it was

@@ -35,14 +35,15 @@ def export(checkpoint, output, overwrite, quiet):
     from moon_cli.model.resolve import resolve
 
     ensure_new_dir(output, overwrite)
-    if resolve(checkpoint).kind != "checkpoint":
+    ref = resolve(checkpoint)
+    if ref.kind != "checkpoint":
         from moon_cli.errors import MoonError
 
         raise MoonError(f"{checkpoint}: not a moon checkpoint directory (config.json + model.safetensors from "
                         f"`moon train`)")
     check_exportable(MoonConfig.load(checkpoint / "config.json"), checkpoint)  # before loading any weights
     t0 = time.perf_counter()
-    model = MoonModel.from_pretrained(checkpoint)
+    model = MoonModel.from_pretrained(ref)
     meta_path = checkpoint / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     with atomic_dir(output, overwrite=overwrite) as tmp:

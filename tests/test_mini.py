@@ -12,8 +12,9 @@ import torch.nn.functional as F
 from moon_cli.contracts import BOXES, CATALOG
 from moon_cli.errors import MoonError
 from moon_cli.io import read_table
-from moon_cli.model import MoonConfig, MoonModel, TokenType
+from moon_cli.model import MoonModel, TokenType
 from moon_cli.model.processor import MoonProcessor
+from moon_cli.model.preset import preset_config
 
 from conftest import run_moon
 
@@ -199,7 +200,7 @@ def test_the_frozen_tower_runs_folded_and_matches_the_plain_one(mini):
 
 
 def test_the_frozen_feature_cache_is_exact_and_computes_each_photo_once(mini, products, tmp_path):
-    from moon_cli.model.mini import FrozenFeatureCache
+    from moon_cli.model.feature_cache import FrozenFeatureCache
 
     backbone = mini.base
     pixels = torch.randn(3, 3, 128, 128)
@@ -262,7 +263,7 @@ def test_a_checkpoint_saved_before_the_pixel_shuffle_still_loads(products, tmp_p
 
 
 def test_guided_moe_equals_the_dense_ffn_at_initialisation(products):
-    dense = MoonModel.from_preset("mini", MoonConfig.for_backbone("mini").updated({"moe": {"enabled": False}}))
+    dense = MoonModel.from_preset("mini", preset_config("mini").updated({"moe": {"enabled": False}}))
     moe = MoonModel.from_preset("mini")
     assert moe.moe_layers and not dense.moe_layers
     torch.testing.assert_close(moe.eval().encode_products(products), dense.eval().encode_products(products),
@@ -277,7 +278,7 @@ def test_the_vision_tower_is_frozen_in_eval_mode_and_the_projector_trains():
 
 
 def test_the_dual_towers_never_see_the_other_modality(world_template):
-    config = MoonConfig.for_backbone("mini").updated({"backbone": {"arch": "dual"}, "moe": {"enabled": False},
+    config = preset_config("mini").updated({"backbone": {"arch": "dual"}, "moe": {"enabled": False},
                                                       "input": {"use_crops": False}})
     dual = MoonModel.from_preset("mini", config).eval()
     img = sorted((world_template / "images").glob("*.jpg"))
@@ -328,7 +329,7 @@ def test_a_frozen_pretraining_moves_the_projector_alone(world_template, tmp_path
     r = run_moon("train", "--objective", "pretrain", "--catalog", world_template / "catalog.parquet", "-m", "mini",
                  "--no-moe", "--freeze-pretrained", "-o", out, "--steps", 3, "--batch-size", 4, "--val-every", 0, "-q")
     assert r.exit_code == 0, r.output
-    before = MoonModel.from_preset("mini", MoonConfig.for_backbone("mini").updated({"moe": {"enabled": False}}))
+    before = MoonModel.from_preset("mini", preset_config("mini").updated({"moe": {"enabled": False}}))
     after = load_file(str(out / "model.safetensors"))
     start = {k: v for k, v in before.state_dict().items()}
     moved = {k for k in after if not torch.equal(after[k], start[k])}

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from moon_cli.errors import MoonError
 from moon_cli.model import MoonConfig, MoonModel, TokenType, balanced_pool, mean_pool
+from moon_cli.model.preset import preset_config
 
 O, I, C, T, A, Q = (int(t) for t in (TokenType.OTHER, TokenType.IMAGE, TokenType.CROP, TokenType.TITLE,  # noqa: E741
                                       TokenType.ATTRIBUTE, TokenType.QUERY_TEXT))
@@ -59,7 +60,7 @@ def test_a_checkpoint_loads_with_the_pooling_it_was_trained_with(tmp_path):
     """A checkpoint saved before balanced pooling existed records mode "mean" and keeps it, whatever the
     preset's default is now; a balanced one stays balanced."""
     for mode in ("mean", "balanced"):
-        model = MoonModel.from_preset("tiny", MoonConfig.for_backbone("tiny").updated({"pooling": {"mode": mode}}))
+        model = MoonModel.from_preset("tiny", preset_config("tiny").updated({"pooling": {"mode": mode}}))
         model.save_pretrained(tmp_path / mode)
         assert json.loads((tmp_path / mode / "config.json").read_text())["pooling"]["mode"] == mode
         assert MoonModel.from_pretrained(tmp_path / mode).config.pooling.mode == mode

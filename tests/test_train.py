@@ -15,6 +15,7 @@ from moon_cli.train.dist import DistInfo
 from moon_cli.train.loss import NO_ITEM, alignment_loss, false_negative_mask, info_nce, matryoshka_info_nce
 from moon_cli.train.queue import EmbeddingQueue
 from moon_cli.train.step import ContrastiveStep, StepOptions
+from moon_cli.model.preset import preset_config
 
 from conftest import moon_subprocess, run_moon
 
@@ -250,7 +251,7 @@ def test_every_variant_starts_from_one_dense_pretraining(train_inputs, world_tem
     item = [dict(item_id="a", title="red tee", category_path=["Apparel", "Tops"], attributes=[{"name": "color", "value": "red"}],
                  images=sorted((world_template / "images").glob("*.jpg"))[:1])]
     before = dense.encode_products(item)
-    dense.add_guided_moe(MoonConfig.for_backbone("tiny").moe)
+    dense.add_guided_moe(preset_config("tiny").moe)
     assert dense.moe_layers and dense.config.moe.enabled
     torch.testing.assert_close(dense.encode_products(item), before, atol=1e-5, rtol=0)  # experts = the trained FFN
     for name, extra, arch, moe in (("moon", (), "moon", True), ("dual", ("--arch", "dual"), "dual", False),
@@ -317,14 +318,18 @@ def test_torchrun_two_processes_gather_each_others_products(train_inputs, tmp_pa
 
 def test_recipe_defaults_follow_the_backbone_through_checkpoints(tmp_path):
     from moon_cli.model.config import MoonConfig
-    from moon_cli.train.trainer import recipe_for as recipe_defaults
+    from moon_cli.model.resolve import resolve
+    from moon_cli.train.plan import recipe_for
+
+    def recipe_defaults(name):
+        return recipe_for(resolve(name))
 
     tiny = recipe_defaults("tiny")
     assert tiny["queue_size"] == 0 and tiny["lr"] > 2e-4  # random init: no stale queue, a faster rate
     ckpt = tmp_path / "pretrained-from-tiny"
     ckpt.mkdir()
     (ckpt / "model.safetensors").write_bytes(b"")  # what makes a directory a checkpoint (resolve.py)
-    MoonConfig.for_backbone("tiny").save(ckpt / "config.json")
+    preset_config("tiny").save(ckpt / "config.json")
     assert recipe_defaults(str(ckpt)) == tiny  # continuing a tiny run keeps its recipe
     hub = MoonConfig()
     hub.backbone.name = "Qwen/Qwen2.5-VL-3B-Instruct"
@@ -347,7 +352,8 @@ def test_resume_refuses_changed_settings_but_not_settings_added_since(tmp_path):
 
     from moon_cli.errors import MoonError
     from moon_cli.train.run import _check_same_run
-    from moon_cli.train.trainer import RUN, TrainConfig
+    from moon_cli.train.config import TrainConfig
+    from moon_cli.train.trainer import RUN
 
     record = {"train": asdict(TrainConfig()), "model": "tiny", "inputs": {"pairs": {"fingerprint": "a"}}}
     older = json.loads(json.dumps(record))
@@ -357,7 +363,8 @@ def test_resume_refuses_changed_settings_but_not_settings_added_since(tmp_path):
     for key, value in (("catalog_views", True), ("lr", 1.0)):
         changed = json.loads(json.dumps(record))
         changed["train"][key] = value
-        with pytest.raises(MoonError, match=f"different settings than the run it continues \\({key}\\)"):
+        with pytest.raises(MoonError, match=f"different settings than the run it continues \\(train.{key}: "
+                                            f"{json.dumps(record['train'][key])} then, {json.dumps(value)} now\\)"):
             _check_same_run(tmp_path, changed)
     changed = json.loads(json.dumps(record))
     changed["inputs"]["pairs"]["fingerprint"] = "b"

@@ -13,6 +13,7 @@ from typing import Iterable, Iterator
 import torch
 
 from moon_cli.model.images import InputError
+from moon_cli.model.resolve import ModelRef
 
 
 @dataclass
@@ -59,11 +60,13 @@ class MoonEncoder(Encoder):
         return Encoded(vectors, ok, errors)
 
 
-def load_encoder(name: str, device: str | None = None) -> Encoder:
-    """An encoder for MODEL: a baseline name, a preset, a checkpoint directory or a hub id / local path."""
+def load_encoder(model: str | ModelRef, device: str | None = None) -> Encoder:
+    """An encoder for MODEL: a baseline name, a preset, a checkpoint directory or a hub id / local path (a name, or
+    the ``ModelRef`` the caller resolved it to)."""
     from moon_cli.model.resolve import BASELINES, model_id, resolve
 
-    ref = resolve(name)
+    ref = model if isinstance(model, ModelRef) else resolve(model)
+    name = ref.name
     if ref.kind == "baseline":
         import importlib
 
@@ -71,7 +74,7 @@ def load_encoder(name: str, device: str | None = None) -> Encoder:
         return getattr(importlib.import_module(module), attr)(device)
     from moon_cli.model.moon import MoonModel
 
-    model = MoonModel.from_pretrained(name)
+    model = MoonModel.from_pretrained(ref)
     if device:
         model = model.to(device)
     model.merge_lora()  # same embeddings, faster inference

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import asdict, dataclass, field
@@ -72,9 +73,6 @@ class PoolingConfig:
     prior_colour: float = 0.0  # the basic colour terms' share of the anchor (model/prior.py)
 
 
-MODEL_SECTIONS = ("input", "pooling")  # the MoonConfig sections a preset may set (backbone.PRESETS)
-
-
 @dataclass
 class MoonConfig:
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -114,13 +112,12 @@ class MoonConfig:
             raise MoonError(f"{path}: cannot read the model config ({exc})") from None
         return cls.from_dict(data, str(path))
 
-    @classmethod
-    def for_backbone(cls, name: str) -> "MoonConfig":
-        """The defaults, with a random-init preset's own model settings (see ``backbone.PRESETS``)."""
-        from moon_cli.model.backbone import PRESETS
-
-        preset = PRESETS.get(name, {})
-        return cls().updated({k: preset[k] for k in MODEL_SECTIONS if k in preset})
+    def assign(self, other: "MoonConfig") -> None:
+        """Take ``other``'s values in place, keeping the section objects (a model's processor holds its input section)."""
+        for f in dataclasses.fields(self):
+            mine, theirs = getattr(self, f.name), getattr(other, f.name)
+            for g in dataclasses.fields(mine):
+                setattr(mine, g.name, copy.deepcopy(getattr(theirs, g.name)))
 
     def updated(self, overrides: dict) -> "MoonConfig":
         """A copy with nested overrides applied, e.g. ``{"moe": {"enabled": False}}``."""

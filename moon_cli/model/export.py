@@ -55,12 +55,13 @@ def export_hf(model, source: str, out: Path) -> dict:
     import torch
 
     from moon_cli.model import backbone as bb
+    from moon_cli.model.preset import is_preset
 
     check_exportable(model.config, source)
     model.merge_lora()
     base, family = model.base, model.config.backbone.family
     full_cls = bb._classes(family)[2]
-    if model.config.backbone.name in bb.PRESETS:
+    if is_preset(model.config.backbone.name):
         full = full_cls(base.config)  # a random-init preset never had an LM head: tie it to the token embeddings
         with torch.no_grad():
             full.lm_head.weight.copy_(base.get_input_embeddings().weight)

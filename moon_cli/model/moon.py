@@ -16,14 +16,14 @@ from torch import nn
 
 from moon_cli.errors import MoonError
 from moon_cli.model import backbone as bb
-from moon_cli.model import mini
+from moon_cli.model import mini, preset
 from moon_cli.model.config import MoonConfig, check_mode
 from moon_cli.model.dual import dual_embeddings
 from moon_cli.model.lora import apply_lora, merge_lora
 from moon_cli.model.moe import GuidedMoE, RoutingContext, install_guided_moe, load_balancing_loss
 from moon_cli.model.pooling import modality_means, pool
 from moon_cli.model.processor import Batch, MoonProcessor, Sequence
-from moon_cli.model.resolve import WEIGHTS
+from moon_cli.model.resolve import WEIGHTS, ModelRef, resolve
 
 BACKBONE_CONFIG = "backbone_config.json"
 META = "meta.json"
@@ -137,17 +137,15 @@ class MoonModel(nn.Module):
     def from_preset(cls, name: str = "tiny", config: MoonConfig | None = None, seed: int = 0) -> "MoonModel":
         """A preset: a random-init model of the real architecture, or `mini` from pretrained parts
         (deterministic for ``seed``)."""
-        config = config or MoonConfig.for_backbone(name)
-        config.backbone.name = name
-        if bb.preset_family(name) == mini.FAMILY:
-            config.backbone.family = mini.FAMILY
+        config = config or preset.load(name).config()
+        config.backbone.name, config.backbone.family = name, preset.load(name).family
+        if config.backbone.family == mini.FAMILY:
             backbone, tokenizer, image_processor = mini.build(config.input.image_size, seed)
             model = cls(config, backbone, MoonProcessor(tokenizer, image_processor, config.input))
             model._set_class_vectors(mini.text_path_key())
             return model
         from moon_cli.model.tokenizer import build_tiny_tokenizer
 
-        config.backbone.family = bb.preset_family(name)
         tokenizer = build_tiny_tokenizer()
         hf_config = bb.preset_backbone_config(name, tokenizer)
         with torch.random.fork_rng(devices=[]):
@@ -174,24 +172,19 @@ class MoonModel(nn.Module):
         return cls(config, backbone, processor)
 
     @classmethod
-    def from_pretrained(cls, source: str | Path, config_overrides: dict | None = None) -> "MoonModel":
-        """Load a MOON checkpoint directory, a preset name, or a Qwen2-VL-family hub id / local path
-        (what a name means is decided by ``moon_cli.model.resolve``)."""
-        from moon_cli.model.resolve import resolve
-
-        ref = resolve(source)
+    def from_pretrained(cls, source: str | Path | ModelRef) -> "MoonModel":
+        """Load a MOON checkpoint directory, a preset, or a Qwen2-VL-family hub id / local path (LoRA on) — what a
+        name means is decided once, by ``moon_cli.model.resolve``: pass its ``ModelRef`` where you hold one."""
+        ref = source if isinstance(source, ModelRef) else resolve(source)
         if ref.kind == "baseline":
-            raise MoonError(f"model '{source}' is a pretrained reference baseline, not a MOON model; it embeds "
+            raise MoonError(f"model '{ref.name}' is a pretrained reference baseline, not a MOON model; it embeds "
                             f"(`moon embed`, `moon evaluate`) but cannot be loaded or trained as MOON")
         if ref.kind == "preset":
-            config = MoonConfig.for_backbone(ref.name).updated(config_overrides or {})
-            return cls.from_preset(ref.name, config)
+            return cls.from_preset(ref.name)
         if ref.kind == "checkpoint":
             return cls._load_checkpoint(ref.path)
         config = MoonConfig()
         config.lora.enabled = True
-        if config_overrides:
-            config = config.updated(config_overrides)
         return cls.from_backbone(ref.name, config)
 
     @classmethod
@@ -210,7 +203,7 @@ class MoonModel(nn.Module):
                 raise MoonError(f"{ckpt}: its config.json names the `mini` backbone but its image processor is "
                                 f"another backbone's; the files come from different checkpoints")
             backbone = mini.MiniBackbone(mini.MiniConfig.from_json_file(ckpt / BACKBONE_CONFIG))
-        elif config.backbone.name in bb.PRESETS:
+        elif config.backbone.name in preset.PRESETS:
             try:
                 hf_config = AutoConfig.from_pretrained(str(ckpt / BACKBONE_CONFIG))
             except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -234,7 +227,7 @@ class MoonModel(nn.Module):
         if unexpected:
             raise MoonError(f"{ckpt}: weights hold {len(unexpected)} unknown tensor(s), e.g. {unexpected[0]}; "
                             f"the checkpoint does not match its config.json")
-        if config.backbone.name in bb.PRESETS and missing:
+        if config.backbone.name in preset.PRESETS and missing:
             raise MoonError(f"{ckpt}: {len(missing)} tensor(s) missing from {WEIGHTS}, e.g. {missing[0]}")
         _check_ecosystem_files(ckpt)
         return model
@@ -258,7 +251,7 @@ class MoonModel(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        full = self.config.backbone.name in bb.PRESETS
+        full = self.config.backbone.name in preset.PRESETS
         source = self.state_dict() if state_dict is None else state_dict
         state = {k: v.detach().contiguous().cpu() for k, v in source.items() if full or self._is_trained(k)}
         save_file(state, str(directory / WEIGHTS), metadata={"format": "pt", "moon": "1"})

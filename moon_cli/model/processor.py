@@ -59,10 +59,6 @@ class Batch:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(*(move(getattr(self, f)) for f in self.__dataclass_fields__))
 
-    @property
-    def num_tokens(self) -> int:
-        return int(self.attention_mask.sum())
-
 
 class MoonProcessor:
     """Tokenizer + Qwen2-VL image processor + MOON's sequence layout."""
@@ -151,10 +147,6 @@ class MoonProcessor:
             seq.add(self._text("query:"), TokenType.OTHER)
             seq.add(self._text(" " + text.strip(), self.cfg.max_text_tokens), TokenType.QUERY_TEXT)
         return seq
-
-    def encode_label(self, text: str) -> Sequence:
-        """A label for zero-shot classification, encoded as a text query."""
-        return self.encode_query({"text": text, "id": f"label '{text}'"})
 
     # ----------------------------------------------------------------------------------------- batch
     def collate(self, seqs: list[Sequence]) -> Batch:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from moon_cli.errors import MoonError
+from moon_cli.model.preset import PAPER_BACKBONE, PRESETS
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -51,8 +52,6 @@ def _moon_config(path: Path) -> dict | None:
 
 
 def resolve(name: str | Path) -> ModelRef:
-    from moon_cli.model.backbone import PAPER_BACKBONE, PRESETS
-
     name = str(name)
     if name in BASELINES:
         return ModelRef(name, "baseline")

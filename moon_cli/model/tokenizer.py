@@ -1,11 +1,13 @@
 """The tiny preset's offline tokenizer: a byte-level BPE trained on a built-in e-commerce corpus.
 
-Byte-level means every string is encodable (unknown words fall back to bytes); the corpus — category
-names, attribute values, shopper words, common English — gives it merges for product text. Training
-is deterministic and takes well under a second, so the preset needs no download.
+Byte-level means every string is encodable (unknown words fall back to bytes); the corpus — category names,
+attribute values, shopper words, common English, kept in ``tiny_tokenizer_words.txt`` — gives it merges for product
+text. Training is deterministic and takes well under a second, so the preset needs no download.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from transformers import PreTrainedTokenizerFast
 
@@ -14,29 +16,11 @@ PAD, BOS, EOS = "<|pad|>", "<|bos|>", "<|endoftext|>"
 VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD = "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"
 SPECIAL_TOKENS = [PAD, BOS, EOS, VISION_START, VISION_END, IMAGE_PAD, VIDEO_PAD]
 
-COMMON_WORDS = """the a an and or for with in on of to by from new one same but version like this that size small
-medium large extra set pack pair piece kids men women unisex home office travel outdoor indoor summer winter
-spring autumn classic modern vintage style soft light heavy durable waterproof portable wireless fast cheap best
-quality sale price buy gift original genuine cute cool slim long short big mini pro max plus ultra lite title
-category attributes query color colour pattern material brand value type item product shop store official""".split()
+WORDS = Path(__file__).with_name("tiny_tokenizer_words.txt")  # the corpus's words, one a line ("#": a comment)
 
 
 def _corpus() -> list[str]:
-    from moon_cli.synth.taxonomy import BRANDS, COLORS, MARKETING, MATERIALS, PATTERNS, TREE
-
-    words = list(COMMON_WORDS) + list(BRANDS) + list(MARKETING)
-    for root, mids in TREE.items():
-        words += [root]
-        for mid, items in mids.items():
-            words += [mid]
-            for name, synonyms in items:
-                words += [name] + list(synonyms)
-    for name, (_, synonyms) in COLORS.items():
-        words += [name] + synonyms
-    for name, synonyms in PATTERNS.items():
-        words += [name] + synonyms
-    for materials in MATERIALS.values():
-        words += materials
+    words = [w for w in WORDS.read_text().splitlines() if w and not w.startswith("#")]
     lines = []
     for w in words:  # several casings so titles in Title Case and queries in lower case both merge
         lines += [w, w.lower(), w.title(), f"{w.lower()}: {w.lower()}"] * 4

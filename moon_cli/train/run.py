@@ -1,11 +1,14 @@
-"""Wires `moon train` together: processes and devices, the output directory, data, model, resume."""
+"""Wires `moon train` together: processes and devices, the output directory, data, the planned model, resume.
+
+What the run trains (the model's and the training's configuration) was decided by ``plan.py``; this builds it."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,7 +16,9 @@ import torch
 
 from moon_cli.errors import MoonError, warn
 from moon_cli.train.dist import DistInfo, barrier, init_distributed, shutdown
-from moon_cli.train.trainer import LOG, RUN, TrainConfig, Trainer, resumable_checkpoint, truncate_log
+from moon_cli.train.config import TrainConfig
+from moon_cli.train.plan import TrainPlan
+from moon_cli.train.trainer import LOG, RUN, Trainer, resumable_checkpoint, truncate_log
 
 
 @dataclass
@@ -30,11 +35,6 @@ class TrainRequest:
     tables: TrainTables
     sources: dict[str, str]  # table name → the path it was read from (fingerprinted into run.json)
     output: Path
-    use_crops: bool = True
-    use_moe: bool = True
-    arch: str = "moon"
-    model: str = "tiny"
-    config_overrides: dict = field(default_factory=dict)
     bf16_auto: bool = True
     resume: bool = False
     overwrite: bool = False
@@ -79,21 +79,35 @@ def _inputs(req: TrainRequest) -> dict:
     return {k: {"path": str(v), "fingerprint": fingerprint(v)} for k, v in req.sources.items() if v}
 
 
+def _settings(record: dict) -> dict:
+    """A run.json's settings, one key each: train.lr, model_config.input.max_images, input pairs (its fingerprint)…"""
+    out = {"model": record.get("model")}
+    out.update({f"train.{k}": v for k, v in record.get("train", {}).items()})
+    for section, values in record.get("model_config", {}).items():
+        out.update({f"model_config.{section}.{k}": v for k, v in values.items()})
+    out.update({f"input {k}": v.get("fingerprint") for k, v in record.get("inputs", {}).items()})
+    return out
+
+
 def _check_same_run(out: Path, record: dict) -> None:
+    """--resume continues the same run: every key of the resolved plan, and every input's fingerprint."""
     path = out / RUN
     if not path.is_file():
         return
     before = json.loads(path.read_text())
-    defaults = asdict(TrainConfig())  # a setting added since that run was started had its default then
-    diffs = [k for k in sorted(set(before["train"]) | set(record["train"]))
-             if before["train"].get(k, defaults.get(k)) != record["train"].get(k, defaults.get(k))]
-    diffs += [f"input {k}" for k in sorted(set(before["inputs"]) | set(record["inputs"]))
-              if before["inputs"].get(k, {}).get("fingerprint") != record["inputs"].get(k, {}).get("fingerprint")]
-    if before.get("model") != record["model"]:
-        diffs.append("model")
-    if diffs:
-        raise MoonError(f"{out}: --resume with different settings than the run it continues ({', '.join(diffs)}); "
-                        f"use the same options, or --overwrite to start over")
+    # a setting added since that run was started had its default then; a section it lacks was not recorded then
+    before["train"] = {**asdict(TrainConfig()), **before.get("train", {})}
+    then, now = _settings(before), _settings(record)
+    for key in sorted(set(then) | set(now)):
+        recorded = "model_config" in before or not key.startswith("model_config.")
+        if recorded and then.get(key) != now.get(key):
+            raise MoonError(f"{out}: --resume with different settings than the run it continues ({key}: "
+                            f"{_shown(then.get(key))} then, {_shown(now.get(key))} now); use the same options, or "
+                            f"--overwrite to start over")
+
+
+def _shown(value) -> str:
+    return "unset" if value is None else json.dumps(value)
 
 
 def _build_data(cfg: TrainConfig, req: TrainRequest):
@@ -107,69 +121,29 @@ def _build_data(cfg: TrainConfig, req: TrainRequest):
                                 holdout_splits=cfg.holdout_splits)
 
 
-def _build_model(cfg: TrainConfig, req: TrainRequest, device: torch.device, resume_from: Path | None):
-    from moon_cli.model.backbone import is_random_init
-    from moon_cli.model.config import MoonConfig
+def _build_model(plan: TrainPlan, device: torch.device, resume_from: Path | None):
     from moon_cli.model.moon import MoonModel
-    from moon_cli.model.resolve import resolve
+    from moon_cli.model.resolve import ModelRef
 
     if resume_from is not None:
-        return MoonModel.from_pretrained(resume_from).to(device)
-    overrides = json.loads(json.dumps(req.config_overrides))  # a copy
-    if not req.use_moe:
-        overrides.setdefault("moe", {})["enabled"] = False
-    if req.arch == "dual":  # the CLIP-style baseline: two towers, one photo per product, no crops, no MoE
-        overrides.setdefault("backbone", {})["arch"] = "dual"
-        overrides.setdefault("moe", {})["enabled"] = False
-        overrides.setdefault("input", {}).update(use_crops=False, max_images=1)
-    if not req.use_crops:
-        overrides.setdefault("input", {})["use_crops"] = False
-    if cfg.matryoshka_dims:
-        overrides.setdefault("pooling", {})["matryoshka_dims"] = cfg.matryoshka_dims
-    if cfg.gradient_checkpointing:
-        overrides.setdefault("backbone", {})["gradient_checkpointing"] = True
-    ref = resolve(req.model)
-    if ref.kind == "preset" and is_random_init(ref.name):  # nothing pretrained to preserve: the vision tower learns too
-        overrides.setdefault("backbone", {}).setdefault("freeze_vision", False)
-    torch.manual_seed(cfg.seed)  # LoRA / expert init identical on every rank
+        return MoonModel.from_pretrained(ModelRef(str(resume_from), "checkpoint")).to(device)
+    ref, config = plan.start, copy.deepcopy(plan.config)
+    torch.manual_seed(plan.train.seed)  # LoRA / expert init identical on every rank
     if ref.kind == "preset":
-        model = MoonModel.from_preset(ref.name, MoonConfig.for_backbone(ref.name).updated(overrides), seed=cfg.seed)
+        model = MoonModel.from_preset(ref.name, config, seed=plan.train.seed)
     elif ref.kind == "hub":
-        model = MoonModel.from_pretrained(ref.name, overrides)
+        model = MoonModel.from_backbone(ref.name, config)
     else:
-        model = _from_checkpoint(req)
-        model.config.input.use_crops = req.use_crops and model.config.input.use_crops
-        if cfg.matryoshka_dims:
-            model.config.pooling.matryoshka_dims = cfg.matryoshka_dims
+        model = MoonModel.from_pretrained(ref)
+        if plan.add_moe:  # experts copied from the checkpoint's trained FFNs
+            model.add_guided_moe(config.moe)
+        model.config.assign(config)  # the variant's reading of it: two towers, crops off, served prefixes
     if model.config.backbone.gradient_checkpointing:
         model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return model.to(device)
 
 
-def _from_checkpoint(req: TrainRequest):
-    """Continue from a checkpoint (e.g. a pre-training run), as the variant asks: a dense checkpoint gets the
-    guided MoE (experts copied from its trained FFNs: MOON Embedding's variants all start from one pre-trained
-    model), ``--arch dual`` reads it with two towers; an MoE checkpoint cannot drop its experts."""
-    from moon_cli.model.config import MoonConfig
-    from moon_cli.model.moon import MoonModel
-
-    model = MoonModel.from_pretrained(req.model)
-    if not req.use_moe and model.config.moe.enabled:
-        raise MoonError(f"--no-moe: the checkpoint {req.model} was trained with the guided MoE; "
-                        f"start the ablation from a dense checkpoint (pre-train with --no-moe) or a new model")
-    if req.arch == "dual":
-        if model.config.moe.enabled:
-            raise MoonError(f"--arch dual: the checkpoint {req.model} has the guided MoE; the dual encoder has none "
-                            f"— start it from a dense checkpoint (pre-train with --no-moe)")
-        model.config.backbone.arch = "dual"
-        model.config.input.use_crops, model.config.input.max_images = False, 1
-    elif req.use_moe and not model.config.moe.enabled:
-        moe = MoonConfig.for_backbone(model.config.backbone.name).updated(req.config_overrides).moe
-        model.add_guided_moe(moe)
-    return model
-
-
-def run_training(cfg: TrainConfig, req: TrainRequest) -> dict:
+def run_training(plan: TrainPlan, req: TrainRequest) -> dict:
     from moon_cli.io import output_lock
 
     from moon_cli.devices import choose_device
@@ -179,12 +153,13 @@ def run_training(cfg: TrainConfig, req: TrainRequest) -> dict:
     try:
         # one run per output directory: a second `moon train -o SAME` is refused at once (the main process holds it)
         with output_lock(req.output) if info.is_main else contextlib.nullcontext():
-            return _run(cfg, req, info, device)
+            return _run(plan, req, info, device)
     finally:
         shutdown(info)
 
 
-def _run(cfg: TrainConfig, req: TrainRequest, info: DistInfo, device: torch.device) -> dict:
+def _run(plan: TrainPlan, req: TrainRequest, info: DistInfo, device: torch.device) -> dict:
+    cfg = plan.train
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if req.bf16_auto:
@@ -192,16 +167,17 @@ def _run(cfg: TrainConfig, req: TrainRequest, info: DistInfo, device: torch.devi
     if cfg.fsdp and not info.enabled:
         raise MoonError("--fsdp shards the model over several processes: launch it with torchrun, e.g. "
                         "torchrun --nproc_per_node 8 -m moon_cli.cli train ... --fsdp")
-    if cfg.fsdp and req.arch == "dual":  # a tower runs only when its modality is in the batch: ranks would disagree
+    if cfg.fsdp and plan.config.backbone.arch == "dual":  # a tower runs only when its modality is in the batch: ranks would disagree
         raise MoonError("--fsdp shards the single-stream model; the dual encoder runs each tower only for the rows "
                         "that have its modality, so sharded ranks would fall out of step: train it without --fsdp")
     # bad inputs or a bad model fail before the output directory is created or touched
     data = _build_data(cfg, req)
     resume_from = _check_output(req, info)
-    record = {"train": asdict(cfg), "model": req.model, "inputs": _inputs(req)}
+    record = {"train": asdict(cfg), "model": plan.start.name, "model_config": plan.config.to_dict(),
+              "recipe": plan.recipe, "inputs": _inputs(req)}
     if req.resume:
         _check_same_run(req.output, record)
-    model = _build_model(cfg, req, device, resume_from)
+    model = _build_model(plan, device, resume_from)
     if cfg.freeze_pretrained:
         model.freeze_pretrained()
     if cfg.fsdp:

@@ -17,13 +17,14 @@ import os
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
 from moon_cli.errors import MoonError, warn
 from moon_cli.model.moon import MoonModel
+from moon_cli.train.config import TrainConfig
 from moon_cli.train.data import BatchBuilder, MixSampler, TrainData
 from moon_cli.train import fsdp
 from moon_cli.train.dist import (DistInfo, any_rank, barrier, gather_objects, sum_gradients)
@@ -37,80 +38,11 @@ LOG = "train_log.jsonl"
 RUN = "run.json"
 
 
-@dataclass
-class TrainConfig:
-    objective: str = "posttrain"  # posttrain (query → purchased product) | pretrain (photo → own text)
-    steps: int = 200
-    batch_size: int = 16
-    lr: float = 2e-4
-    new_lr: float | None = None  # rate of the weights with no pretrained value (projector, routers); None = lr
-    # train only those new weights (LLaVA's feature-alignment stage: the projector learns to speak to the
-    # pretrained layers while they, and what they know, stay as they are)
-    freeze_pretrained: bool = False
-    weight_decay: float = 0.01
-    warmup: float = 0.05  # share of steps with linear warm-up
-    temperature: float = 0.05  # initial τ
-    learn_temperature: bool = True
-    temperature_lr: float = 1e-2  # own rate for log(1/τ): at the model's rate a raw 1/τ never moved in a run
-    hard_negatives: int = 1  # hard negatives per query drawn from --negatives each step
-    use_hard_negatives: bool = True
-    catalog_views: bool = False  # also train on listings' other photos as image queries (posttrain)
-    queue_size: int = 512
-    use_queue: bool = True
-    use_gather: bool = True
-    matryoshka_dims: list[int] = field(default_factory=list)
-    # weight of the intra-product image↔text alignment term (MOON2.0): each product's visual-token mean
-    # against its own text-token mean, InfoNCE over the batch's products (0 = off, the paper's MOON)
-    align_weight: float = 0.0
-    grad_cache: bool = False
-    chunk_size: int = 8
-    modality_mix: dict[str, float] = field(default_factory=lambda: {"image": 12, "text": 3, "multimodal": 2})
-    val_every: int = 50
-    val_fraction: float = 0.1  # held out only when val_every > 0: otherwise every pair trains
-    holdout_splits: list[str] = field(default_factory=list)  # mine-pairs splits kept out of training (e.g. test)
-    max_val: int = 500
-    val_gallery: int = 1000
-    checkpoint_every: int = 50
-    keep_checkpoints: int = 2
-    max_nan_steps: int = 3
-    grad_clip: float = 1.0
-    bf16: bool = False
-    gradient_checkpointing: bool = False
-    fsdp: bool = False  # shard the model over the ranks (FSDP2; moon_cli/train/fsdp.py) instead of replicating it
-    seed: int = 0
-
-    def comparable(self) -> dict:
-        return asdict(self)
-
-
-# `moon train` defaults that suit a random-init preset (and a checkpoint trained from one); a pretrained
-# backbone keeps TrainConfig's. Measured on the demo world: a 1e-3 rate learns in minutes where 2e-4 barely
-# moves; the queue of earlier steps' embeddings makes the loss climb back to chance (the fast-moving model
-# leaves them stale), so it is opt-in there.
-RECIPES: dict[str, dict] = {
-    "tiny": {"lr": 1e-3, "queue_size": 0},
-    "tiny-qwen3": {"lr": 1e-3, "queue_size": 0},
-    # pretrained parts: a slow rate keeps MiniLM's text prior, the new projector learns fast, and the photo↔text
-    # alignment term teaches the photos (demo world, one seed: README "The mini preset", rows A → C → E1). No
-    # queue: on the reproduce world the no-queue-gather row beat the 512-product queue on every column in
-    # every seed (text→product 0.54 → 0.73; examples/results/notes.md)
-    "mini": {"lr": 5e-5, "new_lr": 1e-3, "align_weight": 0.5, "queue_size": 0},
-}
-
-
 def command_line() -> str | None:
     """The `moon ...` command that is running, for the model card (None when moon was called as a library)."""
     import shlex
 
     return shlex.join(["moon", *sys.argv[1:]]) if Path(sys.argv[0]).name == "moon" else None
-
-
-def recipe_for(model) -> dict:
-    """The training defaults for MODEL (a name or a resolved ``ModelRef``): its preset's recipe, if any."""
-    from moon_cli.model.resolve import ModelRef, resolve
-
-    ref = model if isinstance(model, ModelRef) else resolve(model)
-    return dict(RECIPES.get(ref.preset, {})) if ref.preset else {}
 
 
 class Trainer:

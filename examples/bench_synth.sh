@@ -3,12 +3,8 @@
 set -euo pipefail
 run=${1:-runs/bench-synth}
 mkdir -p "$run"
-echo "machine: $(nproc) cores, $(python3 -c 'import platform; print(platform.processor() or platform.machine())')" >&2
+echo "machine: $(nproc) cores, $(uname -m)" >&2
 start=$(date +%s.%N)
 moon synth "$run/world" --products 10000 --seed 1 --overwrite --quiet
 end=$(date +%s.%N)
-python3 - "$start" "$end" <<'PY'
-import sys
-s = float(sys.argv[2]) - float(sys.argv[1])
-print(f"moon synth --products 10000: {s:.1f} s wall, {10000 / s:.0f} products/s (target <= 60 s)")
-PY
+awk -v s="$start" -v e="$end" 'BEGIN { t = e - s; printf "moon synth --products 10000: %.1f s wall, %.0f products/s (target <= 60 s)\n", t, 10000 / t }'

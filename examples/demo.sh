@@ -49,11 +49,9 @@ echo "== 5. embed the catalogue, index it, search it" >&2
 timed "embed" moon embed "$w/catalog.parquet" -m "$run/model" --detections "$run/detections.parquet" \
   -o "$run/catalog_embeddings.parquet" --overwrite --quiet
 timed "index" moon index "$run/catalog_embeddings.parquet" -o "$run/index" --overwrite
-query=$(moon inspect "$w/bench/text_queries.parquet" --head 1 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["head"][0]["query_text"])')
+query=$(moon inspect "$w/bench/text_queries.parquet" --head 1 --json | sed -n 's/.*"query_text": "\([^"]*\)".*/\1/p' | head -1)
 echo "search: \"$query\"" >&2
-moon search "$run/index" -m "$run/model" --text "$query" -k 3 \
-  | python3 -c 'import json, sys
-for h in map(json.loads, sys.stdin): print("  %.3f  %s  %s" % (h["score"], h["id"], h.get("title")))' >&2
+moon search "$run/index" -m "$run/model" --text "$query" -k 3 >&2  # one JSON line per hit: rank, id, score, title, ...
 echo "== 6. evaluate on the bench: trained vs untrained vs pretrained baselines" >&2
 others=()
 eval_start=$SECONDS

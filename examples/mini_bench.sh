@@ -42,5 +42,4 @@ for spec in "$@"; do
     --detections "$run/detections.parquet" -o "$run/eval/$name" --overwrite --quiet >/dev/null
   echo "$name: train ${t} s, total ${SECONDS} s"
 done
-python3 -c 'import sys; from moon_cli.eval.report import load_metrics, summary_table
-print(summary_table([load_metrics(d) for d in sys.argv[1:]]))' "$run"/eval/*/
+moon report table "$run"/eval/*/

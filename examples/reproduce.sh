@@ -43,8 +43,9 @@ post_opts=()  # post-training only
 [[ "${VIEWS:-1}" == 1 ]] && post_opts+=(--catalog-views)
 mkdir -p "$run"
 SECONDS=0
-# the frozen vision tower's features, computed once for every run on this world (moon_cli/model/mini.py)
-export MOON_FEATURE_CACHE=${MOON_FEATURE_CACHE:-$run/feature-cache}
+eval "$(moon report layout reproduce)"  # `layout NAME FIELD...`: where each step writes (moon_cli/eval/layout.py)
+# the frozen vision tower's features, computed once for every run on this world (moon_cli/model/feature_cache.py)
+export MOON_FEATURE_CACHE=${MOON_FEATURE_CACHE:-$(layout feature-cache)}
 log() { echo "== [$(date +%H:%M:%S) +${SECONDS}s] $*" >&2; }
 
 # ---------------------------------------------------------------- 1. the data: a synthetic world or DATA
@@ -56,7 +57,7 @@ if [[ -n "${DATA:-}" ]]; then
   moon inspect "$w/behavior.parquet" --contract behavior >/dev/null
   [[ -f "$w/bench/bench.json" ]] || { echo "Error: $w/bench/bench.json: no such file; DATA needs a bench/ folder (bench.json naming the gallery and task tables) in the layout \`moon synth\` writes" >&2; exit 1; }
 else
-  w=$run/world
+  w=$(layout world)
   log "a synthetic world of $products products (seed $world_seed)"
   [[ -f "$w/world.json" ]] || moon synth "$w" --products "$products" --seed "$world_seed" --overwrite --quiet
 fi
@@ -65,21 +66,22 @@ fi
 crops=()
 if [[ -f "$w/boxes.parquet" ]]; then
   log "core-product detector and crops"
-  [[ -f "$run/detector/weights.pt" ]] || moon detect-train "$w/boxes.parquet" -o "$run/detector" --overwrite
-  [[ -f "$run/detections.parquet" ]] || moon detect "$w" --detector "$run/detector" -o "$run/detections.parquet" --overwrite --quiet
-  crops=(--detections "$run/detections.parquet")
+  [[ -f "$(layout detector)/weights.pt" ]] || moon detect-train "$w/boxes.parquet" -o "$(layout detector)" --overwrite
+  [[ -f "$(layout detections)" ]] || moon detect "$w" --detector "$(layout detector)" -o "$(layout detections)" --overwrite --quiet
+  crops=(--detections "$(layout detections)")
 else
   log "no $w/boxes.parquet: no detector, no crops (the no-crops ablation is skipped)"
 fi
 
 # ---------------------------------------------------------------- 3. pairs and hard negatives
-[[ -f "$run/pairs.parquet" ]] || moon mine-pairs "$w/behavior.parquet" --catalog "$w/catalog.parquet" -o "$run/pairs.parquet" --overwrite
-[[ -f "$run/negatives.parquet" ]] || moon sample-negatives "$run/pairs.parquet" --catalog "$w/catalog.parquet" \
-  -o "$run/negatives.parquet" --per-pair 8 --overwrite
+pairs=$(layout pairs) negatives=$(layout negatives)
+[[ -f "$pairs" ]] || moon mine-pairs "$w/behavior.parquet" --catalog "$w/catalog.parquet" -o "$pairs" --overwrite
+[[ -f "$negatives" ]] || moon sample-negatives "$pairs" --catalog "$w/catalog.parquet" -o "$negatives" --per-pair 8 \
+  --overwrite
 
 # ---------------------------------------------------------------- 4. train every variant, per seed
-# the alignment row toggles MOON2.0's intra-product photo↔text term against the model's recipe
-align=$(python3 -c 'import sys; from moon_cli.train.trainer import recipe_for; print(recipe_for(sys.argv[1]).get("align_weight", 0))' "$model")
+# the alignment row toggles MOON2.0's intra-product photo↔text term against the model's plan (its recipe)
+align=$(moon train --print-plan -m "$model" | sed -n '/^  "train": {/,/^  }/s/^    "align_weight": \([^,]*\),\{0,1\}$/\1/p')
 declare -A variants=(
   [moon]=""
   [no-crops]="--no-crops"
@@ -108,58 +110,57 @@ launcher=(moon)
 
 for seed in $seeds; do
   start=$model
+  mkdir -p "$(layout seed "$seed")"
   if (( pretrain_steps > 0 )); then  # one pre-training per seed, shared by every version (MOON Embedding's stage 1)
-    start=$run/seed$seed/pretrain/model
-    mkdir -p "$run/seed$seed"
+    start=$(layout model "$seed" pretrain)
     if [[ ! -f "$start/model.safetensors" ]]; then
       log "seed $seed: pre-train (catalogue alone)"
       t0=$SECONDS
       # shellcheck disable=SC2086 # the options split on purpose
       "${launcher[@]}" train --objective pretrain --catalog "$w/catalog.parquet" "${crops[@]}" -m "$model" --no-moe \
         -o "$start" --steps "$pretrain_steps" --batch-size "$batch" "${train_opts[@]}" $pretrain_args \
-        --val-every 0 --checkpoint-every 0 --seed "$seed" --overwrite --quiet 2> "$run/seed$seed/pretrain.train.log" \
-        || { tail -3 "$run/seed$seed/pretrain.train.log" >&2; exit 1; }
-      echo $((SECONDS - t0)) > "$run/seed$seed/pretrain.seconds"
+        --val-every 0 --checkpoint-every 0 --seed "$seed" --overwrite --quiet 2> "$(layout train-log "$seed" pretrain)" \
+        || { tail -3 "$(layout train-log "$seed" pretrain)" >&2; exit 1; }
+      echo $((SECONDS - t0)) > "$(layout seconds "$seed" pretrain)"
     fi
   fi
   for v in "${order[@]}"; do
     [[ -z "$v" ]] && continue
-    out=$run/seed$seed/$v
-    mkdir -p "$run/seed$seed"
-    if [[ ! -f "$out/model/model.safetensors" ]]; then
+    out=$(layout model "$seed" "$v") train_log=$(layout train-log "$seed" "$v") eval_dir=$(layout eval "$seed" "$v")
+    if [[ ! -f "$out/model.safetensors" ]]; then
       log "seed $seed: train $v"
       t0=$SECONDS
       # shellcheck disable=SC2086 # the variant's flags split on purpose
-      "${launcher[@]}" train "$run/pairs.parquet" --catalog "$w/catalog.parquet" --negatives "$run/negatives.parquet" \
-        "${crops[@]}" -m "$start" -o "$out/model" --steps "$steps" --batch-size "$batch" "${train_opts[@]}" \
-        "${post_opts[@]}" --val-every 0 --checkpoint-every 0 --seed "$seed" --overwrite --quiet ${variants[$v]} 2> "$out.train.log" \
-        || { tail -3 "$out.train.log" >&2; exit 1; }
-      echo $((SECONDS - t0)) > "$out.seconds"  # the training's wall time, for results.md
+      "${launcher[@]}" train "$pairs" --catalog "$w/catalog.parquet" --negatives "$negatives" \
+        "${crops[@]}" -m "$start" -o "$out" --steps "$steps" --batch-size "$batch" "${train_opts[@]}" \
+        "${post_opts[@]}" --val-every 0 --checkpoint-every 0 --seed "$seed" --overwrite --quiet ${variants[$v]} 2> "$train_log" \
+        || { tail -3 "$train_log" >&2; exit 1; }
+      echo $((SECONDS - t0)) > "$(layout seconds "$seed" "$v")"  # the training's wall time, for results.md
     fi
-    [[ -f "$run/seed$seed/eval/$v/metrics.json" ]] || moon evaluate "$w/bench" -m "$out/model" --label "$v" "${crops[@]}" \
-      -o "$run/seed$seed/eval/$v" --overwrite --quiet >/dev/null
+    [[ -f "$eval_dir/metrics.json" ]] || moon evaluate "$w/bench" -m "$out" --label "$v" "${crops[@]}" \
+      -o "$eval_dir" --overwrite --quiet >/dev/null
   done
 done
 first=${seeds%% *}
 log "reference rows: the untrained model and the pretrained baselines"
-[[ -f "$run/seed$first/eval/untrained/metrics.json" ]] || moon evaluate "$w/bench" -m "$model" --label untrained "${crops[@]}" \
-  -o "$run/seed$first/eval/untrained" --overwrite --quiet >/dev/null
-if (( pretrain_steps > 0 )) && [[ ! -f "$run/seed$first/eval/pretrain/metrics.json" ]]; then  # stage 1 alone
-  moon evaluate "$w/bench" -m "$run/seed$first/pretrain/model" --label pretrain "${crops[@]}" \
-    -o "$run/seed$first/eval/pretrain" --overwrite --quiet >/dev/null
+[[ -f "$(layout metrics "$first" untrained)" ]] || moon evaluate "$w/bench" -m "$model" --label untrained "${crops[@]}" \
+  -o "$(layout eval "$first" untrained)" --overwrite --quiet >/dev/null
+if (( pretrain_steps > 0 )) && [[ ! -f "$(layout metrics "$first" pretrain)" ]]; then  # stage 1 alone
+  moon evaluate "$w/bench" -m "$(layout model "$first" pretrain)" --label pretrain "${crops[@]}" \
+    -o "$(layout eval "$first" pretrain)" --overwrite --quiet >/dev/null
 fi
 baselines=()
 for b in minilm efficientnet-lite0; do
-  if [[ -f "$run/seed$first/eval/$b/metrics.json" ]] || moon evaluate "$w/bench" -m "$b" --label "$b" \
-      -o "$run/seed$first/eval/$b" --overwrite --quiet >/dev/null 2>"$run/$b.log"; then
+  if [[ -f "$(layout metrics "$first" "$b")" ]] || moon evaluate "$w/bench" -m "$b" --label "$b" \
+      -o "$(layout eval "$first" "$b")" --overwrite --quiet >/dev/null 2>"$(layout baseline-log "$b")"; then
     baselines+=("$b")
   else
-    echo "  ($b skipped: $(tail -1 "$run/$b.log"))" >&2
+    echo "  ($b skipped: $(tail -1 "$(layout baseline-log "$b")"))" >&2
   fi
 done
 
 trained=()
-for v in "${listing[@]}"; do [[ -f "$run/seed$first/$v/model/model.safetensors" ]] && trained+=("$v"); done
+for v in "${listing[@]}"; do [[ -f "$(layout model "$first" "$v")/model.safetensors" ]] && trained+=("$v"); done
 
 # ---------------------------------------------------------------- 5. application: CTR with each version's frozen embeddings
 log "CTR with frozen embeddings of every version (seed $first models)"
@@ -167,36 +168,38 @@ emb=()
 versions=()
 for v in "${trained[@]}" untrained "${baselines[@]}"; do
   [[ -z "$v" ]] && continue
-  src=$run/seed$first/$v/model
+  src=$(layout model "$first" "$v")
   [[ "$v" == untrained ]] && src=$model
   [[ " ${baselines[*]} " == *" $v "* ]] && src=$v
-  [[ -f "$run/emb/$v.parquet" ]] || moon embed "$w/catalog.parquet" -m "$src" "${crops[@]}" -o "$run/emb/$v.parquet" --overwrite --quiet 2>/dev/null
-  emb+=(-e "$v=$run/emb/$v.parquet")
-  versions+=("$run/seed$first/eval/$v")
+  e=$(layout embeddings "$v")
+  [[ -f "$e" ]] || moon embed "$w/catalog.parquet" -m "$src" "${crops[@]}" -o "$e" --overwrite --quiet 2>/dev/null
+  emb+=(-e "$v=$e")
+  versions+=("$(layout eval "$first" "$v")")
 done
-moon ctr "$w/behavior.parquet" --catalog "$w/catalog.parquet" "${emb[@]}" -o "$run/ctr" --seq-lens "$seq_lens" \
+moon ctr "$w/behavior.parquet" --catalog "$w/catalog.parquet" "${emb[@]}" -o "$(layout ctr)" --seq-lens "$seq_lens" \
   --seeds "$ctr_seeds" --overwrite --quiet >/dev/null
 log "exchange rate of each bench metric across ${#versions[@]} versions"
-moon exchange-rate "${versions[@]}" --ctr "$run/ctr" -o "$run/exchange.json" --overwrite >/dev/null
+moon exchange-rate "${versions[@]}" --ctr "$(layout ctr)" -o "$(layout exchange)" --overwrite >/dev/null
 
 # ---------------------------------------------------------------- 5b. real photos: is the alignment kept?
-real=${REAL:-$run/real-photos/bench}
-if [[ "$real" != 0 && ! -f "$run/real-photos/report.md" ]]; then
+real_dir=$(layout real-photos)
+real=${REAL:-$real_dir/bench}
+if [[ "$real" != 0 && ! -f "$real_dir/report.md" ]]; then
   log "real photos (text → photo, photo → text, photo → photo): untrained, pretrained and post-trained $model vs conse"
   real_models=(-m "untrained=$model" -m conse)
-  (( pretrain_steps > 0 )) && real_models+=(-m "pretrain=$run/seed$first/pretrain/model")
-  [[ -f "$run/seed$first/moon/model/model.safetensors" ]] && real_models+=(-m "moon=$run/seed$first/moon/model")
-  python3 "$(dirname "$0")/../benchmarks/bench_real.py" "$run/real-photos" --bench "$real" "${real_models[@]}" \
-    >/dev/null 2>"$run/real-photos.log" || echo "  (real photos skipped: $(tail -1 "$run/real-photos.log"))" >&2
+  (( pretrain_steps > 0 )) && real_models+=(-m "pretrain=$(layout model "$first" pretrain)")
+  [[ -f "$(layout model "$first" moon)/model.safetensors" ]] && real_models+=(-m "moon=$(layout model "$first" moon)")
+  python3 "$(dirname "$0")/../benchmarks/bench_real.py" "$real_dir" --bench "$real" "${real_models[@]}" \
+    >/dev/null 2>"$(layout real-photos-log)" || echo "  (real photos skipped: $(tail -1 "$(layout real-photos-log)"))" >&2
 fi
 
 # ---------------------------------------------------------------- 6. results.md
 notes=()
 [[ -f "${NOTES:-}" ]] && notes=(--notes "$NOTES")
-python3 -m moon_cli.eval.results "$run" --title "MOON reproduction (${model}, ${steps} steps × batch ${batch} × ${nproc} process(es))" \
+moon report reproduce "$run" --title "MOON reproduction (${model}, ${steps} steps × batch ${batch} × ${nproc} process(es))" \
   --command "${REPRODUCE_COMMAND:-examples/reproduce.sh $run}" --seconds "$SECONDS" \
   --order "$(IFS=,; echo "${trained[*]},pretrain,untrained,${baselines[*]}" | tr ' ' ',')" "${notes[@]}"
-if [[ -f "$run/real-photos/report.md" ]]; then  # the real-photo table under the synthetic ones
-  { echo; sed '1s/^# /## /' "$run/real-photos/report.md"; } >> "$run/results.md"
+if [[ -f "$real_dir/report.md" ]]; then  # the real-photo table under the synthetic ones
+  { echo; sed '1s/^# /## /' "$real_dir/report.md"; } >> "$(layout results)"
 fi
-log "done: $run/results.md"
+log "done: $(layout results)"

@@ -15,45 +15,48 @@ batch=${BATCH:-16}
 seq_lens=${SEQ_LENS:-1,2,4,8,16,32,64}
 model=${MODEL:-tiny}
 SECONDS=0
-w=$run/world
+eval "$(moon report layout scaling)"  # `layout NAME FIELD...`: where each step writes (moon_cli/eval/layout.py)
+w=$(layout world) det=$(layout detector) detections=$(layout detections) pairs=$(layout pairs) negatives=$(layout negatives)
 log() { echo "== [$(date +%H:%M:%S) +${SECONDS}s] $*" >&2; }
 mkdir -p "$run"
 
 [[ -f "$w/world.json" ]] || moon synth "$w" --products "$products" --seed 0 --overwrite --quiet
-[[ -f "$run/detector/weights.pt" ]] || moon detect-train "$w/boxes.parquet" -o "$run/detector" --overwrite
-[[ -f "$run/detections.parquet" ]] || moon detect "$w" --detector "$run/detector" -o "$run/detections.parquet" --overwrite --quiet
-[[ -f "$run/pairs.parquet" ]] || moon mine-pairs "$w/behavior.parquet" --catalog "$w/catalog.parquet" -o "$run/pairs.parquet" --overwrite
-[[ -f "$run/negatives.parquet" ]] || moon sample-negatives "$run/pairs.parquet" --catalog "$w/catalog.parquet" \
-  -o "$run/negatives.parquet" --per-pair 8 --overwrite
-common=("$run/pairs.parquet" --catalog "$w/catalog.parquet" --negatives "$run/negatives.parquet"
-        --detections "$run/detections.parquet" -m "$model" --batch-size "$batch" --val-every 0 --checkpoint-every 0
-        --overwrite --quiet)
+[[ -f "$det/weights.pt" ]] || moon detect-train "$w/boxes.parquet" -o "$det" --overwrite
+[[ -f "$detections" ]] || moon detect "$w" --detector "$det" -o "$detections" --overwrite --quiet
+[[ -f "$pairs" ]] || moon mine-pairs "$w/behavior.parquet" --catalog "$w/catalog.parquet" -o "$pairs" --overwrite
+[[ -f "$negatives" ]] || moon sample-negatives "$pairs" --catalog "$w/catalog.parquet" -o "$negatives" --per-pair 8 \
+  --overwrite
+common=("$pairs" --catalog "$w/catalog.parquet" --negatives "$negatives" --detections "$detections" -m "$model"
+        --batch-size "$batch" --val-every 0 --checkpoint-every 0 --overwrite --quiet)
 
-train_and_eval() {  # DIR then extra train options
-  local dir=$1; shift
-  if [[ ! -f "$dir/eval/metrics.json" ]]; then
-    moon train "${common[@]}" -o "$dir/model" "$@" 2> "$dir.log" || { tail -3 "$dir.log" >&2; exit 1; }
-    moon evaluate "$w/bench" -m "$dir/model" --label "$(basename "$dir")" --detections "$run/detections.parquet" \
-      -o "$dir/eval" --overwrite --quiet >/dev/null
+train_and_eval() {  # SWEEP X then extra train options
+  local sweep=$1 x=$2; shift 2
+  local log_file; log_file=$(layout point-log "$sweep" "$x")
+  mkdir -p "$(layout point "$sweep" "$x")"
+  if [[ ! -f "$(layout point-metrics "$sweep" "$x")" ]]; then
+    moon train "${common[@]}" -o "$(layout point-model "$sweep" "$x")" "$@" 2> "$log_file" \
+      || { tail -3 "$log_file" >&2; exit 1; }
+    moon evaluate "$w/bench" -m "$(layout point-model "$sweep" "$x")" --label "$x" --detections "$detections" \
+      -o "$(layout point-eval "$sweep" "$x")" --overwrite --quiet >/dev/null
   fi
 }
 
-mkdir -p "$run/tokens" "$run/negatives"
 for steps in $steps_list; do
   log "training samples: $steps steps × batch $batch"
-  train_and_eval "$run/tokens/$((steps * batch))" --steps "$steps" --hard-negatives 1
+  train_and_eval tokens $((steps * batch)) --steps "$steps" --hard-negatives 1
 done
 for hard in $hard_list; do
   pool=$((batch * (1 + hard)))  # candidates per query: in-batch products + every query's hard negatives
   log "negatives: $hard hard negative(s) per query (pool $pool)"
-  train_and_eval "$run/negatives/$pool" --steps "$neg_steps" --hard-negatives "$hard" $([[ $hard == 0 ]] && echo --no-hard-negatives)
+  train_and_eval negatives "$pool" --steps "$neg_steps" --hard-negatives "$hard" $([[ $hard == 0 ]] && echo --no-hard-negatives)
 done
 
 log "CTR gain against sequence length (embeddings of the longest-trained model)"
 longest=$(for s in $steps_list; do echo $((s * batch)); done | sort -n | tail -1)
-[[ -f "$run/emb.parquet" ]] || moon embed "$w/catalog.parquet" -m "$run/tokens/$longest/model" --detections "$run/detections.parquet" \
-  -o "$run/emb.parquet" --overwrite --quiet 2>/dev/null
-moon ctr "$w/behavior.parquet" --catalog "$w/catalog.parquet" -e "moon=$run/emb.parquet" -o "$run/ctr" \
+emb=$(layout embeddings)
+[[ -f "$emb" ]] || moon embed "$w/catalog.parquet" -m "$(layout point-model tokens "$longest")" --detections "$detections" \
+  -o "$emb" --overwrite --quiet 2>/dev/null
+moon ctr "$w/behavior.parquet" --catalog "$w/catalog.parquet" -e "moon=$emb" -o "$(layout ctr)" \
   --seq-lens "$seq_lens" --overwrite --quiet >/dev/null
-python3 -m moon_cli.eval.scaling "$run" --command "${SCALING_COMMAND:-examples/scaling.sh $run}" --seconds "$SECONDS"
-log "done: $run/scaling.md"
+moon report scaling "$run" --command "${SCALING_COMMAND:-examples/scaling.sh $run}" --seconds "$SECONDS"
+log "done: $(layout results)"

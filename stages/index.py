@@ -2,13 +2,14 @@
 
 import click
 
+from moon_cli.index.lance import INDEX_TYPES
 from moon_cli.options import Number, echo_summary, output_option, overwrite_option, quiet_option
 
 
 @click.command("index")
 @click.argument("embeddings", nargs=-1, required=True)
 @output_option("Index directory.", kind="dir")
-@click.option("--index-type", type=click.Choice(["auto", "flat", "ivf_flat", "ivf_hnsw_sq", "ivf_pq"]),
+@click.option("--index-type", type=click.Choice(INDEX_TYPES),
               default="auto", show_default=True,
               help="auto: exact below 100k rows, IVF_FLAT above (exact again if IVF misses --recall-target).")
 @click.option("--recall-target", type=Number(0.0, 1.0), default=0.95, show_default=True,
@@ -71,7 +72,8 @@ def index(embeddings, output, index_type, recall_target, append, overwrite, quie
         "index": report.settings.describe(),
         "build": f"{report.build_seconds:.2f} s",
         "recall@10": f"{report.recall_at_10:.3f} vs exact search ({report.sample} sampled queries; target "
-                     f"{report.recall_target:.2f}{'' if report.recall_at_10 >= report.recall_target else ', NOT reached'})",
+                     f"{report.recall_target:.2f}"
+                     f"{'' if report.recall_at_10 >= report.recall_target else ', NOT reached'})",
         "latency": f"{report.ann_ms:.2f} ms/query (exact numpy: {report.exact_ms:.2f} ms)",
     })
 

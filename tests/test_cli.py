@@ -59,7 +59,8 @@ def test_the_library_knows_no_click_and_its_errors_become_one_line():
 
     root = Path(moon_cli.__file__).parent
     users = sorted(str(p.relative_to(root)) for p in root.rglob("*.py")
-                   if any(line.strip().startswith(("import click", "from click")) for line in p.read_text().splitlines()))
+                   if any(line.strip().startswith(("import click",
+                                                   "from click")) for line in p.read_text().splitlines()))
     assert users == ["cli.py", "options.py"]
     assert not issubclass(MoonError, __import__("click").ClickException)
     result = run_moon("inspect", "/no/such/file.parquet")
@@ -82,7 +83,8 @@ def test_every_stage_spells_shared_options_the_same_way_and_reads_moon_seed(tmp_
     b = runner.invoke(cli, ["synth", str(tmp_path / "b"), "--products", "6", "-q", "--seed", "7"])
     c = runner.invoke(cli, ["synth", str(tmp_path / "c"), "--products", "6", "-q"])
     assert a.exit_code == b.exit_code == c.exit_code == 0
-    titles = [__import__("pyarrow.parquet").parquet.read_table(tmp_path / d / "catalog.parquet").column("title").to_pylist()
+    titles = [__import__("pyarrow.parquet").parquet.read_table(tmp_path / d / "catalog.parquet")
+              .column("title").to_pylist()
               for d in "abc"]
     assert titles[0] == titles[1] != titles[2]
 
@@ -92,7 +94,7 @@ def test_every_stage_has_quiet_and_spells_batch_size_one_way():
         params = {p.name: p for p in cli.get_command(None, name).params}
         visible = [o for p in params.values() if not getattr(p, "hidden", False) for o in p.opts]
         assert "--batch" not in visible, f"moon {name}: spell it --batch-size"
-        if name not in ("inspect", "search", "exchange-rate"):  # the stages that only print
+        if name not in ("inspect", "search", "exchange-rate", "report"):  # the stages with no progress to quiet
             assert "quiet" in params, f"moon {name} has no -q"
 
 
@@ -149,7 +151,7 @@ def test_a_logged_run_shows_moons_progress_once_and_no_transformers_bar(world_te
 
 
 def test_model_help_names_every_preset_and_baseline_and_quotes_no_recipe_number():
-    from moon_cli.model.backbone import PRESETS
+    from moon_cli.model.preset import PRESETS
     from moon_cli.model.resolve import BASELINES
 
     for stage in ("train", "embed", "evaluate"):

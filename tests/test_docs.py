@@ -15,7 +15,7 @@ from conftest import run_moon
 
 # the order the examples chain in (each reads what the ones before it wrote)
 PIPELINE = ["synth", "detect-train", "detect", "mine-pairs", "sample-negatives", "train", "embed", "index", "search",
-            "serve", "evaluate", "ctr", "exchange-rate", "export", "inspect"]
+            "serve", "evaluate", "ctr", "exchange-rate", "export", "inspect", "report"]
 
 
 def examples(name: str) -> list[str]:

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import run_moon
 from moon_cli.eval.results import collect, goal_table, margin, paper_table, train_seconds
 from moon_cli.eval.scaling import power_law, recall_noise, verdict
 
@@ -99,3 +100,41 @@ def test_data_without_the_contract_tables_names_the_missing_table_and_column(tmp
     r = _reproduce(data, tmp_path / "run")
     assert r.returncode != 0 and "behavior.parquet: no such file" in r.stderr
     assert not (tmp_path / "run" / "seed0").exists()  # nothing trained on a half-valid DATA
+
+
+@pytest.mark.parametrize("kind", ["reproduce", "scaling"])
+def test_the_shell_scripts_layout_function_gives_the_paths_the_reader_reads(kind, tmp_path):
+    from moon_cli.eval.layout import RunLayout
+
+    script = run_moon("report", "layout", kind).output
+    for name in RunLayout(kind, ".").templates:
+        layout = RunLayout(kind, tmp_path / name)  # a folder per path: a file of one is a folder of another
+        fields = {f: f"{f}-{i}" for i, f in enumerate(layout.fields(name))}
+        got = subprocess.run(["bash", "-c", f'run={layout.root}\n{script}\nlayout "$@"', "layout", name,
+                              *fields.values()], capture_output=True, text=True, check=True).stdout.strip()
+        assert got == str(layout.path(name, **fields)), name
+        path = layout.path(name, **fields)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        assert layout.find(name) == [(fields, path)]  # what the writer wrote is found, with its fields
+    r = subprocess.run(["bash", "-c", f"run=x\n{script}\nlayout no-such"], capture_output=True, text=True)
+    assert r.returncode == 2 and "no path 'no-such'" in r.stderr
+
+
+def test_moon_report_writes_results_md_from_a_run_folder_and_refuses_an_empty_one(tmp_path):
+    for seed, image in ((0, 0.2), (1, 0.4)):
+        d = tmp_path / f"seed{seed}" / "eval" / "moon"
+        d.mkdir(parents=True)
+        (d / "metrics.json").write_text(json.dumps({
+            "label": "moon", "retrieval": {"image_to_product": {"recall@10": image}},
+            "classification": {"level1": {"accuracy": 0.5}}, "attributes": {}}))
+        (tmp_path / f"seed{seed}" / "moon.seconds").write_text("60\n")
+    r = run_moon("report", "reproduce", tmp_path, "--title", "T", "--seconds", 120)
+    assert r.exit_code == 0, r.output
+    text = (tmp_path / "results.md").read_text()
+    assert text.startswith("# T") and "| moon | 0.300 ± 0.100 |" in text and "| 60 s |" in text
+    (tmp_path / "empty").mkdir()
+    r = run_moon("report", "reproduce", tmp_path / "empty")
+    assert r.exit_code == 1 and "holds no evaluation" in r.output and not (tmp_path / "empty" / "results.md").exists()
+    r = run_moon("report", "scaling", tmp_path / "empty")
+    assert r.exit_code == 1 and "holds no sweep point" in r.output

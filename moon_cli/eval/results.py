@@ -1,10 +1,11 @@
 """Aggregate a reproduction run into results.md: the paper-shaped table (mean ± std over seeds), the CTR
 table, the exchange rates, and plots.
 
-    python -m moon_cli.eval.results RUN_DIR --title "..." --command "..." --seconds N
+    moon report reproduce RUN_DIR --title "..." --command "..." --seconds N
 
-RUN_DIR holds ``seed*/eval/<variant>/metrics.json`` (from `moon evaluate`), optionally ``ctr/ctr.json``
-(`moon ctr`) and ``exchange.json`` (`moon exchange-rate -o`).
+RUN_DIR is laid out as ``eval/layout.py`` says (``LAYOUTS["reproduce"]``): each version's ``metrics`` (from
+`moon evaluate`) and training ``seconds``, optionally the ``ctr-report`` (`moon ctr`) and the ``exchange`` rates
+(`moon exchange-rate -o`).
 """
 
 from __future__ import annotations
@@ -16,27 +17,28 @@ from pathlib import Path
 
 import numpy as np
 
-from moon_cli.errors import warn
+from moon_cli.errors import MoonError
 from moon_cli.eval.colours import colours
 from moon_cli.eval.evaluate import headline
 from moon_cli.eval.exchange import rates_table
+from moon_cli.eval.layout import RunLayout
 from moon_cli.eval.report import COLUMNS
 
 
 def collect(run_dir: Path) -> dict[str, list[dict[str, float | None]]]:
     """label → one headline dict per seed, in the order the variants first appear."""
     out: dict[str, list] = {}
-    for metrics in sorted(run_dir.glob("seed*/eval/*/metrics.json")):
+    for _, metrics in RunLayout("reproduce", run_dir).find("metrics"):
         m = json.loads(metrics.read_text())
         out.setdefault(m["label"], []).append(headline(m))
     return out
 
 
 def train_seconds(run_dir: Path) -> dict[str, list[float]]:
-    """label → the wall time of its training per seed (``seed*/<label>.seconds``, written by reproduce.sh)."""
+    """version → the wall time of its training per seed (the layout's ``seconds``, written by reproduce.sh)."""
     out: dict[str, list[float]] = {}
-    for f in sorted(run_dir.glob("seed*/*.seconds")):
-        out.setdefault(f.stem, []).append(float(f.read_text()))
+    for fields, f in RunLayout("reproduce", run_dir).find("seconds"):
+        out.setdefault(fields["version"], []).append(float(f.read_text()))
     return out
 
 
@@ -143,14 +145,23 @@ def plot(runs: dict[str, list[dict]], ctr: dict | None, out: Path) -> list[str]:
     return written
 
 
-def main(run_dir, title, command, seconds, order, notes_file, ours="moon", dual="dual-encoder"):
+def _json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def write_results(run_dir: Path, title: str, command: str = "", seconds: float | None = None, order: str = "",
+                  notes_file: Path | None = None, ours: str = "moon", dual: str = "dual-encoder") -> Path:
+    """Write RUN_DIR's results.md and plots; returns the results.md path."""
     from moon_cli.ctr.run import markdown
 
+    layout = RunLayout("reproduce", run_dir)
     runs = collect(run_dir)
+    if not runs:
+        raise MoonError(f"{run_dir}: holds no evaluation ({layout.templates['metrics']}); is it a `make reproduce` "
+                        f"run folder?")
     wanted = [o for o in order.split(",") if o in runs]
     runs = {label: runs[label] for label in wanted + [r for r in runs if r not in wanted]}  # rows and bars in order
-    ctr = json.loads((run_dir / "ctr" / "ctr.json").read_text()) if (run_dir / "ctr" / "ctr.json").is_file() else None
-    exchange = json.loads((run_dir / "exchange.json").read_text()) if (run_dir / "exchange.json").is_file() else None
+    ctr, exchange = _json(layout.path("ctr-report")), _json(layout.path("exchange"))
     import torch
 
     hardware = (f"{platform.machine()}, {os.cpu_count()} CPU cores, "
@@ -160,7 +171,7 @@ def main(run_dir, title, command, seconds, order, notes_file, ours="moon", dual=
              f"- wall time: {seconds / 60:.1f} min" if seconds else "", "",
              "## Bench (Recall@10 per retrieval task; mean zero-shot accuracy), mean ± std over seeds\n",
              paper_table(runs, [o for o in order.split(",") if o], train_seconds(run_dir))]
-    pretrain = sorted(run_dir.glob("seed*/pretrain.seconds"))
+    pretrain = [f for fields, f in layout.find("seconds") if fields["version"] == "pretrain"]
     if pretrain:
         parts.append(f"Train time: post-training wall time per version (mean over seeds). The shared pre-training "
                      f"(`pretrain` row: stage 1 alone, first seed) took "
@@ -176,34 +187,14 @@ def main(run_dir, title, command, seconds, order, notes_file, ours="moon", dual=
                   f"Impressions: {ctr['data']['train']} train, {ctr['data']['test']} test "
                   f"(time split at {ctr['data']['test from']}).\n", markdown(ctr["summary"])]
     if exchange:
-        parts += [f"## Exchange rate (`moon exchange-rate`): ΔAUC vs ids only at sequence length {exchange['seq_len']}\n",
-                  rates_table(exchange["rates"], exchange.get("downstream", "auc")), f"Translates best: **{COLUMNS[exchange['best']]}**.\n"]
+        parts += ["## Exchange rate (`moon exchange-rate`): ΔAUC vs ids only at sequence length "
+                  f"{exchange['seq_len']}\n",
+                  rates_table(exchange["rates"], exchange.get("downstream", "auc")), "Translates best: "
+                                                                                     f"**{COLUMNS[exchange['best']]}**.\n"]
     images = plot(runs, ctr, run_dir)
     parts += ["## Plots\n"] + [f"![{i}]({i})" for i in images]
     if notes_file:
         parts += ["", notes_file.read_text()]
-    (run_dir / "results.md").write_text("\n".join(p for p in parts if p is not None) + "\n")
-    warn(f"wrote {run_dir / 'results.md'}")
-
-
-def _cli(argv=None) -> None:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m moon_cli.eval.results", description="results.md of a reproduce run")
-    ap.add_argument("run_dir", type=Path)
-    ap.add_argument("--title", default="MOON reproduction")
-    ap.add_argument("--command", default="", help="The command that produced the run.")
-    ap.add_argument("--seconds", type=float, default=None, help="Wall time of the run.")
-    ap.add_argument("--order", default="", help="Comma-separated row order.")
-    ap.add_argument("--ours", default="moon", help="The row held to the goal table's bar.")
-    ap.add_argument("--dual", default="dual-encoder", help="The dual-encoder row it is compared with.")
-    ap.add_argument("--notes", dest="notes_file", type=Path, default=None,
-                    help="Markdown appended at the end (what reproduced and what did not).")
-    args = ap.parse_args(argv)
-    if not args.run_dir.is_dir():
-        ap.error(f"{args.run_dir}: no such directory")
-    main(**vars(args))
-
-
-if __name__ == "__main__":
-    _cli()
+    out = layout.path("results")
+    out.write_text("\n".join(p for p in parts if p is not None) + "\n")
+    return out

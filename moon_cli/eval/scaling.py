@@ -1,10 +1,11 @@
 """Scaling study: bench quality against training samples and negatives, CTR gain against sequence length;
 power laws y = a·x^b fitted in log–log space where they fit.
 
-    python -m moon_cli.eval.scaling RUN_DIR --command "..." --seconds N
+    moon report scaling RUN_DIR --command "..." --seconds N
 
-RUN_DIR holds ``tokens/<samples>/eval/metrics.json``, ``negatives/<pool>/eval/metrics.json`` (from
-`moon evaluate`) and ``ctr/ctr.json`` (`moon ctr` over many sequence lengths).
+RUN_DIR is laid out as ``eval/layout.py`` says (``LAYOUTS["scaling"]``): a ``point-metrics`` per sweep point
+(sweep ``tokens``: x = samples seen; ``negatives``: x = the negative pool; from `moon evaluate`) and the
+``ctr-report`` (`moon ctr` over many sequence lengths).
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from moon_cli.errors import warn
+from moon_cli.errors import MoonError
 from moon_cli.eval.colours import colours
 from moon_cli.eval.evaluate import headline
+from moon_cli.eval.layout import RunLayout
 from moon_cli.eval.report import COLUMNS
 
 CURVES = ("image_to_product", "text_to_product", "product_to_product")
@@ -70,10 +72,12 @@ def verdict(x, y, fit: dict, noise: float | None = None) -> str:
 def sweep(run_dir: Path, name: str) -> list[tuple[float, dict]]:
     """(x, headline metrics) per run of a sweep; the headline also carries each task's query count (``n:TASK``)."""
     points = []
-    for metrics in run_dir.glob(f"{name}/*/eval/metrics.json"):
+    for fields, metrics in RunLayout("scaling", run_dir).find("point-metrics"):
+        if fields["sweep"] != name:
+            continue
         raw = json.loads(metrics.read_text())
         counts = {f"n:{task}": r.get("n") for task, r in raw.get("retrieval", {}).items()}
-        points.append((float(metrics.parent.parent.name), {**headline(raw), **counts}))
+        points.append((float(fields["x"]), {**headline(raw), **counts}))
     return sorted(points, key=lambda p: p[0])
 
 
@@ -99,7 +103,12 @@ def section(title: str, xlabel: str, points: list[tuple[float, dict]], fits: dic
     return lines + [""]
 
 
-def main(run_dir, command, seconds):
+def write_scaling(run_dir: Path, command: str = "", seconds: float | None = None) -> Path:
+    """Write RUN_DIR's scaling.md, scaling.json and scaling.png; returns the scaling.md path."""
+    layout = RunLayout("scaling", run_dir)
+    if not layout.find("point-metrics"):
+        raise MoonError(f"{run_dir}: holds no sweep point ({layout.templates['point-metrics']}); is it a "
+                        f"`make scaling` run folder?")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -126,9 +135,10 @@ def main(run_dir, command, seconds):
         ax.set_ylabel("Recall@10")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
-    ctr_path = run_dir / "ctr" / "ctr.json"
+    ctr_path = layout.path("ctr-report")
     if ctr_path.is_file():
-        rows = [r for r in json.loads(ctr_path.read_text())["summary"] if r["delta_auc"] is not None and r["variant"] != "ids only"]
+        rows = [r for r in json.loads(ctr_path.read_text())["summary"]
+                if r["delta_auc"] is not None and r["variant"] != "ids only"]
         variants = colours(r["variant"] for r in rows)
         for variant in variants:
             pts = sorted((r["seq_len"], r["delta_auc"], r["auc_std"]) for r in rows if r["variant"] == variant)
@@ -157,22 +167,6 @@ def main(run_dir, command, seconds):
     plt.close(fig)
     parts += ["![scaling](scaling.png)"]
     (run_dir / "scaling.json").write_text(json.dumps(report, indent=2) + "\n")
-    (run_dir / "scaling.md").write_text("\n".join(parts) + "\n")
-    warn(f"wrote {run_dir / 'scaling.md'}")
-
-
-def _cli(argv=None) -> None:
-    import argparse
-
-    ap = argparse.ArgumentParser(prog="python -m moon_cli.eval.scaling", description="scaling.md of a scaling run")
-    ap.add_argument("run_dir", type=Path)
-    ap.add_argument("--command", default="")
-    ap.add_argument("--seconds", type=float, default=None)
-    args = ap.parse_args(argv)
-    if not args.run_dir.is_dir():
-        ap.error(f"{args.run_dir}: no such directory")
-    main(**vars(args))
-
-
-if __name__ == "__main__":
-    _cli()
+    out = layout.path("results")
+    out.write_text("\n".join(parts) + "\n")
+    return out

@@ -61,7 +61,8 @@ def main():
     shutil.rmtree(tmp)
     print("| implementation | images | images/s |\n|---|---|---|")
     print(f"| bare ultralytics predict loop (file paths in, nothing written) | {len(images)} | {bare:.0f} |")
-    print(f"| moon detect pipeline, same warm model (safe decoding, crops written, Parquet) | {len(images)} | {loop:.0f} |")
+    print(f"| moon detect pipeline, same warm model (safe decoding, crops written, Parquet) | {len(images)} | "
+          f"{loop:.0f} |")
     print(f"| moon detect, whole command (process start, imports, model load) | {len(images)} | {with_startup:.0f} |")
     print(f"moon statuses: {statuses}; moon pipeline / bare: {loop / bare:.2f} (target >= 0.90)")
 

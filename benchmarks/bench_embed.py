@@ -78,7 +78,8 @@ def main():
     print("| path | products/s | vs per-item loop | share of roofline |")
     print("|---|---|---|---|")
     print(f"| per-item transformers loop | {loop_rate:.1f} | 1.00× | {loop_rate / roof:.2f} |")
-    print(f"| moon embed (batch {args.batch_size}) | {embed_rate:.1f} | {embed_rate / loop_rate:.2f}× | {embed_rate / roof:.2f} |")
+    print(f"| moon embed (batch {args.batch_size}) | {embed_rate:.1f} | {embed_rate / loop_rate:.2f}× | "
+          f"{embed_rate / roof:.2f} |")
     print(f"| matmul roofline | {roof:.1f} | {roof / loop_rate:.2f}× | 1.00 |")
 
 

@@ -42,7 +42,8 @@ def generate(path: Path, n_events: int, seed: int = 0) -> None:
         "query_image": strings("queries/q", image_idx, n_images, valid=np.isin(kind, (1, 2))),
         "item_id": strings("p", rng.integers(0, n_items, n_events), n_items),
         "event": pa.DictionaryArray.from_arrays(pa.array(event.astype(np.int32)),
-                                                pa.array(["impression", "click", "cart", "purchase"])).cast(pa.string()),
+                                                pa.array(["impression", "click", "cart",
+                                                          "purchase"])).cast(pa.string()),
     })
     pq.write_table(table, path, row_group_size=1_000_000)
 
@@ -92,7 +93,8 @@ def main():
     if not path.exists():
         t0 = time.perf_counter()
         generate(path, args.events)
-        print(f"generated {args.events:,} events in {time.perf_counter() - t0:.1f} s ({path.stat().st_size / 1e6:.0f} MB)")
+        print(f"generated {args.events:,} events in {time.perf_counter() - t0:.1f} s "
+              f"({path.stat().st_size / 1e6:.0f} MB)")
     results = {name: run(code, path) for name, code in (("moon mine-pairs", MOON), ("bare polars scan", SCAN),
                                                          ("pandas", PANDAS))}
     print("| implementation | output rows | seconds | peak RSS (MB) |\n|---|---|---|---|")

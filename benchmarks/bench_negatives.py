@@ -41,7 +41,8 @@ def run_moon(args) -> dict:
 
     vecs, pos = make_data(args.products, args.pairs, args.dim)
     ids = [f"p{i}" for i in range(args.products)]
-    catalog = pa.table({"item_id": ids, "category_path": [["a", f"b{i % 50}", f"c{i % 500}"] for i in range(args.products)]})
+    catalog = pa.table({"item_id": ids,
+                        "category_path": [["a", f"b{i % 50}", f"c{i % 500}"] for i in range(args.products)]})
     emb = pa.table({"id": ids, "vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs.ravel()), args.dim)})
     pairs = pa.table({"pair_id": [f"q{i}" for i in range(args.pairs)], "item_id": [ids[i] for i in pos],
                       "query_text": [f"query {i}" for i in range(args.pairs)], "query_image": [None] * args.pairs})
@@ -106,7 +107,8 @@ def main():
             print(f"| {method} | failed: {proc.stderr.strip().splitlines()[-1]} | | |")
             continue
         r = json.loads(proc.stdout.strip().splitlines()[-1])
-        label = "moon sample-negatives --strategy embedding" if method == "moon" else "sentence-transformers mine_hard_negatives"
+        label = ("moon sample-negatives --strategy embedding" if method == "moon"
+                 else "sentence-transformers mine_hard_negatives")
         print(f"| {label} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | {r['rows']:,} |")
     print(f"(vectors alone: {args.products * args.dim * 4 / 2 ** 20:.0f} MB)")
 

@@ -1,5 +1,6 @@
 """Benchmark: every search path side by side in one run — recall@10 and ms per query, one at a time and
-as one batch, the calls of all paths interleaved — for `moon index` + moon's two search paths, LanceDB's own floor, FAISS directly and exact
+as one batch, the calls of all paths interleaved — for `moon index` + moon's two search paths, LanceDB's own
+floor, FAISS directly and exact
 numpy.
 
 Vectors: N × D unit vectors drawn around N/100 random centres (product embeddings cluster by category and
@@ -66,14 +67,16 @@ def run(rows_n: int, dim: int, n_queries: int, out: list[str]) -> None:
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(max(1, rows_n // 100), dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
-    vectors = np.concatenate([clustered(rng, min(100_000, rows_n - s), dim, centres) for s in range(0, rows_n, 100_000)])
+    vectors = np.concatenate([clustered(rng, min(100_000, rows_n - s), dim, centres)
+                              for s in range(0, rows_n, 100_000)])
     queries = clustered(rng, n_queries, dim, centres)
     truth = np.argsort(-(queries @ vectors.T), axis=1)[:, :10]  # (Q, 10) exact
     row_of = lambda ids: [int(x[1:]) for x in ids]  # noqa: E731 - "p0000042" -> 42
     paths = {}  # name → (fn(queries (m, D)) → rows per query, build / load s)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        report = build_index(vector_table(vectors), Path(tmp) / "index", {"model": "bench", "model_id": "bench", "dim": dim})
+        report = build_index(vector_table(vectors), Path(tmp) / "index",
+                             {"model": "bench", "model_id": "bench", "dim": dim})
         build_s = time.perf_counter() - t0
         lance_path = Searcher(Path(tmp) / "index")
         paths[f"moon, LanceDB path ({report.settings.describe()})"] = (
@@ -86,7 +89,8 @@ def run(rows_n: int, dim: int, n_queries: int, out: list[str]) -> None:
         # LanceDB's fixed per-query cost: a 1,000-row flat table, id only (its recall is not comparable)
         floor = lancedb.connect(str(Path(tmp) / "floor")).create_table("items", vector_table(vectors[:1000]))
         paths["LanceDB floor (1,000-row flat table, id only)"] = (
-            lambda q: [row_of(t.column("id").to_pylist()) for t in search_vectors(floor, q, 10, SearchSettings("flat"), ["id"])],
+            lambda q: [row_of(t.column("id").to_pylist())
+                       for t in search_vectors(floor, q, 10, SearchSettings("flat"), ["id"])],
             0.0)
 
         t0 = time.perf_counter()
@@ -128,12 +132,14 @@ def run(rows_n: int, dim: int, n_queries: int, out: list[str]) -> None:
 
     out.append(f"\n{rows_n:,} × {dim} clustered unit vectors, {n_queries} fresh queries, k 10; times are medians of "
                f"calls interleaved across the paths (3 rounds of single queries, 5 of the whole batch)\n")
-    out.append("| search path | recall@10 | ms / query, one at a time | ms for all queries as one batch | build / load (s) |")
+    out.append("| search path | recall@10 | ms / query, one at a time | ms for all queries as one batch "
+               "| build / load (s) |")
     out.append("|---|---|---|---|---|")
     for name, (_, build) in paths.items():
         r = "—" if name.startswith("LanceDB floor") else f"{recalls[name]:.3f}"
         out.append(f"| {name} | {r} | {single[name]:.2f} | {batch[name]:.1f} | {build:.1f} |")
-    out.append(f"| exact numpy (matrix product + argpartition) | 1.000 | {exact_single:.2f} | {exact_batch:.1f} | 0.0 |")
+    out.append(f"| exact numpy (matrix product + argpartition) | 1.000 | {exact_single:.2f} | {exact_batch:.1f} "
+               f"| 0.0 |")
     key = {name.split(" (")[0]: name for name in paths}
     mem, lance_p = key["moon, in-memory path"], key["moon, LanceDB path"]
     f_hnsw, f_ivf, fl = key["FAISS IndexHNSWFlat"], key["FAISS IndexIVFFlat"], key["LanceDB floor"]
@@ -142,7 +148,8 @@ def run(rows_n: int, dim: int, n_queries: int, out: list[str]) -> None:
     out.append(f"- in-memory single query / FAISS HNSW: {single[mem] / single[f_hnsw]:.2f}× (goal ≤ 2×)")
     out.append(f"- LanceDB path single query / LanceDB floor: {single[lance_p] / single[fl]:.2f}× (goal ≤ 1.2×)")
     out.append(f"- in-memory batch / FAISS's faster batch: {batch[mem] / best_batch:.2f}×; LanceDB-path batch / "
-               f"FAISS: {batch[lance_p] / best_batch:.2f}×; LanceDB's floor batch / FAISS: {batch[fl] / best_batch:.2f}× "
+               f"FAISS: {batch[lance_p] / best_batch:.2f}×; LanceDB's floor batch / FAISS: "
+               f"{batch[fl] / best_batch:.2f}× "
                f"(goal ≤ 2×)")
     out.append(f"- lowest recall@10 of any path: {min(r for n, r in recalls.items() if n != fl):.3f} (goal ≥ 0.95)")
 

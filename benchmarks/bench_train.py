@@ -92,10 +92,12 @@ def main():
     sizes = [int(s) for s in args.sizes.split(",")]
     for gc in (True, False):
         for b in sizes if gc else sizes[:1] + [min(sizes[-1], 128)]:
-            cmd = [sys.executable, __file__, args.pairs, args.catalog, "--batch", str(b), "--threads", str(args.threads)]
+            cmd = [sys.executable, __file__, args.pairs, args.catalog, "--batch", str(b), "--threads",
+                   str(args.threads)]
             out = json.loads(subprocess.run(cmd + (["--grad-cache"] if gc else []), capture_output=True, text=True,
                                             check=True).stdout.splitlines()[-1])
-            print(f"| {'GradCache (chunk 8)' if gc else 'plain'} | {b} | {out['step_peak_mb']:.0f} MB | {out['seconds']:.1f} s |",
+            print(f"| {'GradCache (chunk 8)' if gc else 'plain'} | {b} | {out['step_peak_mb']:.0f} MB | "
+                  f"{out['seconds']:.1f} s |",
                   flush=True)
     t = throughput(args)
     print(f"\ntraining throughput (plain step, batch 16, no hard negatives): {t['samples_per_s']:.1f} samples/s; "

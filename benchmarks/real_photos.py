@@ -151,7 +151,8 @@ def gcompris_photos(rcc_dir: Path):
         yield name, f"{name} (animal)", "gcompris/erase", erase[path], None
     for activity in EXPLORE:
         files = read_rcc(rcc_dir / f"{activity}.rcc")
-        sources = "\n".join(v.decode("utf-8", "replace") for k, v in sorted(files.items()) if k.endswith((".qml", ".js")))
+        sources = "\n".join(v.decode("utf-8", "replace") for k,
+                            v in sorted(files.items()) if k.endswith((".qml", ".js")))
         by_name = {k.rsplit("/", 1)[1]: k for k in files if k.endswith(".webp")}
         for chunk in re.split(r"\n\s*\},?\s*\n", sources):  # one entry of a board's list per chunk
             photo = (re.search(r'"(?:image2|realImg|image)"\s*:\s*"qrc:/[^"]*?([^/"]+\.webp)"', chunk)
@@ -161,8 +162,8 @@ def gcompris_photos(rcc_dir: Path):
             if not photo or photo.group(1) not in by_name or not (title or text):
                 continue
             first = _one_line(re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0]) if text else ""
-            description = f"{title}: {first}" if title and first and title.lower() not in first.lower()[: len(title) + 12] \
-                else (first or title)
+            title_adds = title and first and title.lower() not in first.lower()[: len(title) + 12]
+            description = f"{title}: {first}" if title_adds else (first or title)
             yield title or words(photo.group(1)[:-5]), description, f"gcompris/{activity}", \
                 files[by_name[photo.group(1)]], None
 

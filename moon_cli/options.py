@@ -71,7 +71,8 @@ def detector_option(required: bool = False, help_text: str = "Detector directory
 
 def device_option():
     return click.option("--device", default=None, envvar="MOON_DEVICE",
-                        help="torch device (env: MOON_DEVICE) [default: cuda:LOCAL_RANK if a GPU is visible, else cpu].")
+                        help="torch device (env: MOON_DEVICE) [default: cuda:LOCAL_RANK if a GPU is visible, "
+                             "else cpu].")
 
 
 def memory_option(default: str = "off"):
@@ -88,7 +89,8 @@ def ray_options(f):
     f = click.option("--cpus-per-worker", type=click.IntRange(min=1), default=1, show_default=True,
                      help="CPU cores each Ray worker reserves (and its torch threads).")(f)
     f = click.option("--num-workers", type=click.IntRange(min=1), default=None,
-                     help="Ray workers, each loading the model once [default: one per GPU in the cluster; without GPUs, "
+                     help="Ray workers, each loading the model once [default: one per GPU in the cluster; "
+                          "without GPUs, "
                           "the cluster's CPUs / --cpus-per-worker].")(f)
     return click.option("--ray", "ray_address", default=None, is_flag=False, flag_value="local", envvar="MOON_RAY",
                         metavar="[ADDRESS]",
@@ -130,11 +132,14 @@ class ModalityMix(click.ParamType):
         return dict(zip(("image", "text", "multimodal"), weights))
 
 
-def train_default(name: str) -> str:
-    """A help text's default, read from where it is decided (TrainConfig, recipes.toml) so it cannot drift."""
+def planned(text: str, name: str) -> str:
+    """``text`` with the default of TrainConfig's ``name``, read from where it is decided (TrainConfig,
+    recipes.toml), so a help text cannot drift from what a run uses."""
     from moon_cli.train.config import TrainConfig
     from moon_cli.train.plan import recipes
 
     if any(name in r for r in recipes().values()):
-        return "[default: the model's recipe; --print-plan shows it]"
-    return f"[default: {getattr(TrainConfig, name)}]"
+        return f"{text} [default: the model's recipe; --print-plan shows it]".strip()
+    value = getattr(TrainConfig(), name)
+    shown = ":".join(f"{v:g}" for v in value.values()) if isinstance(value, dict) else value
+    return f"{text} [default: {shown}]".strip()

@@ -121,7 +121,8 @@ class RayPool:
         have = ray.cluster_resources()
         for what, each, option in (("CPU", cpus_per_worker, "--cpus-per-worker"), ("GPU", gpus_per_worker, "GPUs")):
             if each and num_workers * each > have.get(what, 0):  # a worker that cannot be placed would wait forever
-                raise MoonError(f"--num-workers {num_workers} × {each:g} {what} ({option}) needs {num_workers * each:g} "
+                raise MoonError(f"--num-workers {num_workers} × {each:g} {what} ({option}) needs "
+                                f"{num_workers * each:g} "
                                 f"{what}s; the Ray cluster has {have.get(what, 0):g}: ask for fewer workers")
         self._actor_cls = ray.remote(_Worker).options(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker,
                                                       max_restarts=0, max_task_retries=0)

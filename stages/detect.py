@@ -71,7 +71,8 @@ def detect(input_path, output, detector, crops_dir, conf, batch_size, device, ra
     t0 = time.perf_counter()
     bar = progress(desc="moon detect", unit="img", quiet=quiet, leave=False)
     try:
-        with TableWriter(output, DETECTIONS.schema, contract=DETECTIONS, manifest=manifest, overwrite=overwrite) as writer:
+        with TableWriter(output, DETECTIONS.schema, contract=DETECTIONS, manifest=manifest,
+                         overwrite=overwrite) as writer:
             for table in tables:
                 writer.write(table)
                 for s in table.column("status").to_pylist():

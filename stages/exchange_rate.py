@@ -40,7 +40,8 @@ def exchange_rate(eval_dirs, ctr_dir, seq_len, downstream, output, overwrite):
         ensure_new_output(output, overwrite)  # before any work
     if not (ctr_dir / "ctr.json").is_file():
         raise MoonError(f"{ctr_dir}: no ctr.json; --ctr takes a report directory written by `moon ctr`")
-    summary = read_json_report(ctr_dir / "ctr.json", ("summary",), "`moon ctr` (--ctr takes its report directory)")["summary"]
+    summary = read_json_report(ctr_dir / "ctr.json", ("summary",),
+                               "`moon ctr` (--ctr takes its report directory)")["summary"]
     if not summary:
         raise MoonError(f"{ctr_dir / 'ctr.json'}: holds no CTR results; re-run `moon ctr`")
     lengths = sorted({r["seq_len"] for r in summary})

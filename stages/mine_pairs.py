@@ -58,7 +58,8 @@ def mine_pairs(behavior, output, catalog, events, test_from: datetime, test_frac
         if stats.pairs == 0:
             raise MoonError(f"{', '.join(map(str, files))}: no pairs: {message}")
         click.echo(f"warning: {message}", err=True)
-    manifest = make_manifest("mine-pairs", {"events": list(event_list), "test_from": str(test_from) if test_from else None,
+    manifest = make_manifest("mine-pairs",
+                             {"events": list(event_list), "test_from": str(test_from) if test_from else None,
                                             "test_fraction": test_fraction, "max_per_user": max_per_user,
                                             "max_per_query": max_per_query},
                              inputs=[*(str(f) for f in files), *([catalog] if catalog else [])])

@@ -12,7 +12,8 @@ from moon_cli.options import Number, echo_summary, output_option, overwrite_opti
 @click.option("--per-pair", type=click.IntRange(min=1), default=8, show_default=True, help="Negatives per pair (K).")
 @click.option("--strategy", type=click.Choice(["same-category", "embedding", "random", "mixed"]),
               default="same-category", show_default=True, help="How negatives are chosen.")
-@click.option("--embeddings", default=None, help="Embeddings of the catalogue (from `moon embed`) for embedding / mixed.")
+@click.option("--embeddings", default=None,
+              help="Embeddings of the catalogue (from `moon embed`) for embedding / mixed.")
 @click.option("--margin", type=Number(), default=0.05, show_default=True,
               help="Drop embedding candidates scoring within this of the positive (likely false negatives).")
 @click.option("--query-aware/--no-query-aware", default=True, show_default=True,

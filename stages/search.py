@@ -77,7 +77,8 @@ def read_queries(path: str) -> list[dict]:
         try:
             rows = pq.read_table(source).to_pylist()
         except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for a damaged file
-            raise MoonError(f"--queries {path}: not a readable Parquet file ({str(exc).splitlines()[0][:160]})") from None
+            raise MoonError(f"--queries {path}: not a readable Parquet file "
+                            f"({str(exc).splitlines()[0][:160]})") from None
         base = source.parent
     else:
         with open(source, encoding="utf-8", errors="replace") as fh:

@@ -5,7 +5,7 @@ from pathlib import Path
 import click
 
 from moon_cli.options import (ModalityMix, Number, SizeList, device_option, echo_summary, model_option, output_option,
-                              overwrite_option, quiet_option, seed_option, train_default)
+                              overwrite_option, quiet_option, seed_option, planned)
 
 
 @click.command("train")
@@ -23,19 +23,20 @@ from moon_cli.options import (ModalityMix, Number, SizeList, device_option, echo
 @model_option("The model to start from (a pre-training run, for post-training).", default="tiny")
 @click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="JSON of model-config overrides for a new model, e.g. {\"moe\": {\"num_experts\": 8}}.")
-@click.option("--steps", type=click.IntRange(min=1), help=train_default("steps"))
-@click.option("--batch-size", type=click.IntRange(min=2), help=f"Queries per step per process. {train_default('batch_size')}")
-@click.option("--lr", type=Number(min=0, min_open=True), help=f"Peak learning rate. {train_default('lr')}")
+@click.option("--steps", type=click.IntRange(min=1), help=planned("", "steps"))
+@click.option("--batch-size", type=click.IntRange(min=2), help=planned("Queries per step per process.", "batch_size"))
+@click.option("--lr", type=Number(min=0, min_open=True), help=planned("Peak learning rate.", "lr"))
 @click.option("--new-lr", type=Number(min=0, min_open=True),
-              help="Learning rate of the weights with no pretrained value (mini's projector, MoE routers); unset: "
-                   f"--lr. {train_default('new_lr')}")
+              help=planned("Learning rate of the weights with no pretrained value (mini's projector, MoE routers); "
+                           "unset: --lr.", "new_lr"))
 @click.option("--freeze-pretrained", is_flag=True, default=None,
               help="Train only the weights with no pretrained value (mini's projector, MoE routers): LLaVA's "
                    "feature-alignment stage, e.g. a pre-training that must not move the pretrained layers.")
-@click.option("--temperature", type=Number(min=0.005, max=1.0), help=f"Initial InfoNCE temperature. {train_default('temperature')}")
+@click.option("--temperature", type=Number(min=0.005, max=1.0),
+              help=planned("Initial InfoNCE temperature.", "temperature"))
 @click.option("--fixed-temperature", is_flag=True, help="Keep the temperature fixed (default: learnable).")
 @click.option("--hard-negatives", type=click.IntRange(min=0),
-              help=f"Hard negatives per query per step, drawn from --negatives. {train_default('hard_negatives')}")
+              help=planned("Hard negatives per query per step, drawn from --negatives.", "hard_negatives"))
 @click.option("--no-hard-negatives", is_flag=True, help="Ablation: ignore --negatives.")
 @click.option("--catalog-views", is_flag=True, default=None,
               help="Also train on catalogue views: each listing photo the product view leaves out (after the "
@@ -43,30 +44,34 @@ from moon_cli.options import (ModalityMix, Number, SizeList, device_option, echo
                    "shoppers' photo queries are few (on two synthetic demo worlds it lifted image→product "
                    "Recall@10 0.16 → 0.27 and 0.12 → 0.22).")
 @click.option("--queue-size", type=click.IntRange(min=0),
-              help=f"Product embeddings kept from earlier steps as negatives (temporal). {train_default('queue_size')}")
+              help=planned("Product embeddings kept from earlier steps as negatives (temporal).", "queue_size"))
 @click.option("--no-queue", is_flag=True, help="Ablation: no queue of earlier steps' products.")
 @click.option("--no-gather", is_flag=True, help="Ablation: no products gathered from other processes (spatial).")
 @click.option("--no-moe", is_flag=True, help="Ablation: plain FFNs instead of the guided mixture of experts.")
 @click.option("--arch", type=click.Choice(["moon", "dual"]), default="moon", show_default=True,
               help="dual: the CLIP-style baseline (separate image and text towers, one photo, no crops, no MoE).")
-@click.option("--matryoshka", "matryoshka_dims", type=SizeList(), help="Also train these embedding prefix sizes, e.g. 64,128.")
+@click.option("--matryoshka", "matryoshka_dims", type=SizeList(),
+              help="Also train these embedding prefix sizes, e.g. 64,128.")
 @click.option("--align-weight", type=Number(min=0),
-              help="Weight of the intra-product image↔text alignment term (MOON2.0): each product's photo tokens "
-                   "against its own text tokens, InfoNCE over the batch (0 = off, the MOON paper's recipe). "
-                   f"{train_default('align_weight')}")
+              help=planned("Weight of the intra-product image↔text alignment term (MOON2.0): each product's photo "
+                           "tokens against its own text tokens, InfoNCE over the batch (0 = off, the MOON paper's "
+                           "recipe).", "align_weight"))
 @click.option("--grad-cache", is_flag=True, default=None,
               help="Chunked GradCache step: a large batch in bounded memory, same gradients.")
-@click.option("--chunk-size", type=click.IntRange(min=1), help=f"Sequences per GradCache chunk. {train_default('chunk_size')}")
-@click.option("--modality-mix", type=ModalityMix(), help="Query modality weights IMAGE:TEXT:MULTIMODAL [default: 12:3:2].")
-@click.option("--val-every", type=click.IntRange(min=0), help=f"Validate every N steps (0 = never). {train_default('val_every')}")
+@click.option("--chunk-size", type=click.IntRange(min=1), help=planned("Sequences per GradCache chunk.", "chunk_size"))
+@click.option("--modality-mix", type=ModalityMix(),
+              help=planned("Query modality weights IMAGE:TEXT:MULTIMODAL.", "modality_mix"))
+@click.option("--val-every", type=click.IntRange(min=0),
+              help=planned("Validate every N steps (0 = never).", "val_every"))
 @click.option("--val-fraction", type=Number(0, 0.5),
-              help=f"Share of queries held out for in-loop Recall@10 (only when --val-every > 0). {train_default('val_fraction')}")
+              help=planned("Share of queries held out for in-loop Recall@10 (only when --val-every > 0).",
+                           "val_fraction"))
 @click.option("--holdout-split", "holdout_splits", multiple=True,
               help="Keep the pairs of this mine-pairs split (e.g. test) out of training; repeatable. "
                    "Default: every pair trains.")
 @click.option("--temperature-lr", type=Number(min=0),
-              help=f"Learning rate of log(1/τ) when the temperature is learnable. {train_default('temperature_lr')}")
-@click.option("--checkpoint-every", type=click.IntRange(min=0), help=train_default("checkpoint_every"))
+              help=planned("Learning rate of log(1/τ) when the temperature is learnable.", "temperature_lr"))
+@click.option("--checkpoint-every", type=click.IntRange(min=0), help=planned("", "checkpoint_every"))
 @click.option("--bf16/--no-bf16", default=None, help="bf16 autocast (default: on with a GPU).")
 @click.option("--fsdp", is_flag=True, default=None,
               help="Shard the model over the torchrun processes (FSDP2) instead of replicating it: for backbones "
@@ -76,7 +81,8 @@ from moon_cli.options import (ModalityMix, Number, SizeList, device_option, echo
 @seed_option("Seed of the model's initialisation and the data order")
 @device_option()
 @click.option("--resume", is_flag=True, help="Continue from the last checkpoint in --output.")
-@click.option("--stop-at-step", type=int, default=None, hidden=True, help="Stop after this step (tests: an interruption).")
+@click.option("--stop-at-step", type=int, default=None, hidden=True, help="Stop after this step (tests: an "
+                                                                          "interruption).")
 @overwrite_option
 @quiet_option
 def train(pairs, catalog, output, print_plan, objective, negatives, detections, no_crops, model_name, config_file,
@@ -110,7 +116,8 @@ def train(pairs, catalog, output, print_plan, objective, negatives, detections, 
                  use_hard_negatives=False if (no_hard_negatives or negatives is None) else None,
                  learn_temperature=False if fixed_temperature else None, use_queue=False if no_queue else None,
                  use_gather=False if no_gather else None)
-    overrides = read_json_report(config_file, (), "you (a JSON object of model-config overrides)") if config_file else {}
+    written_by = "you (a JSON object of model-config overrides)"
+    overrides = read_json_report(config_file, (), written_by) if config_file else {}
     the_plan = plan(resolve(model_name), flags, Variant(arch, use_moe=not no_moe, use_crops=not no_crops), overrides)
     if print_plan:
         click.echo(json.dumps(the_plan.to_dict(), indent=2))
@@ -126,23 +133,14 @@ def train(pairs, catalog, output, print_plan, objective, negatives, detections, 
 
 def _train(the_plan, pairs, catalog, output, negatives, detections, use_crops, bf16_auto, device, resume, stop_at_step,
            overwrite, quiet):
-    from moon_cli.contracts import CATALOG, DETECTIONS, NEGATIVES, PAIRS
     from moon_cli.devices import choose_device
-    from moon_cli.io import read_table
     from moon_cli.train.run import TrainRequest, TrainTables, run_training
 
     choose_device(device)  # a device this machine lacks fails before anything is read
-    cfg = the_plan.train
-    posttrain = cfg.objective == "posttrain"
-    tables = TrainTables(
-        catalog=read_table(catalog, CATALOG).table,
-        pairs=read_table(pairs, PAIRS).table if posttrain else None,
-        detections=read_table(detections, DETECTIONS).table if (detections and use_crops) else None,
-        negatives=read_table(negatives, NEGATIVES).table if (posttrain and cfg.use_hard_negatives) else None,
-    )
     sources = {"pairs": pairs, "catalog": catalog, "negatives": negatives, "detections": detections}
-    request = TrainRequest(tables=tables, sources=sources, output=output, bf16_auto=bf16_auto, resume=resume,
-                           overwrite=overwrite, quiet=quiet, stop_at_step=stop_at_step, device=device)
+    request = TrainRequest(tables=TrainTables.read(the_plan.train, sources, use_crops), sources=sources, output=output,
+                           bf16_auto=bf16_auto, resume=resume, overwrite=overwrite, quiet=quiet,
+                           stop_at_step=stop_at_step, device=device)
     summary = run_training(the_plan, request)
     if summary:
         echo_summary(f"moon train: wrote {output}", summary)

@@ -57,7 +57,8 @@ def test_histories_hold_only_the_users_earlier_clicks(world_template):
         start_of[r["session_id"]] = min(start_of.get(r["session_id"], r["ts"]), r["ts"])
         if r["event"] == "click":
             clicks_of.setdefault(r["user_id"], []).append((r["ts"], r["item_id"]))
-    impressions = sorted((r for r in rows if r["event"] == "impression"), key=lambda r: (r["ts"], r["session_id"], r["item_id"]))
+    impressions = sorted((r for r in rows if r["event"] == "impression"),
+                         key=lambda r: (r["ts"], r["session_id"], r["item_id"]))
     assert len(impressions) == len(data.label)
     for i in range(0, len(impressions), 37):
         r = impressions[i]
@@ -90,7 +91,8 @@ def _taste_world(tmp_path, n_users=40, n_items=200, colours=5, seed=0):
     write_table(pa.table(rows, schema=BEHAVIOR.schema), tmp_path / "behavior.parquet", contract=BEHAVIOR)
     write_table(pa.table({"item_id": [f"p{i}" for i in range(n_items)], "title": [f"p{i}" for i in range(n_items)],
                           "category_path": [["Root", "Leaf"]] * n_items, "attributes": [[]] * n_items,
-                          "image_paths": [[]] * n_items}, schema=CATALOG.schema), tmp_path / "catalog.parquet", contract=CATALOG)
+                          "image_paths": [[]] * n_items}, schema=CATALOG.schema), tmp_path / "catalog.parquet",
+                contract=CATALOG)
     vectors = np.eye(colours, dtype=np.float32)[colour]
     write_table(pa.table({"id": [f"p{i}" for i in range(n_items)],
                           "vector": pa.array(list(vectors), pa.list_(pa.float32(), colours))}),
@@ -103,7 +105,8 @@ def test_frozen_embeddings_carry_taste_to_new_items_that_ids_cannot(tmp_path):
     data = build_ctr_data(read_table(w / "behavior.parquet", BEHAVIOR).table,
                           read_table(w / "catalog.parquet", CATALOG).table, max_len=8, test_fraction=0.25)
     emb = read_table(w / "emb.parquet", EMBEDDINGS).table
-    content, missing = content_table(data, emb.column("id").to_pylist(), np.stack(emb.column("vector").to_numpy(zero_copy_only=False)))
+    content, missing = content_table(data, emb.column("id").to_pylist(),
+                                     np.stack(emb.column("vector").to_numpy(zero_copy_only=False)))
     assert missing == 0
     cfg = CTRConfig(epochs=6)
     with_content = fit_and_score(data, content, 8, 0, cfg)
@@ -130,7 +133,8 @@ def test_moon_ctr_bad_inputs_say_what_is_wrong(tmp_path, world_template):
     strangers = tmp_path / "strangers.parquet"
     write_table(pa.table({"id": ["x", "y"], "vector": pa.array([[1.0, 0.0], [0.0, 1.0]], pa.list_(pa.float32(), 2))}),
                 strangers, contract=EMBEDDINGS)
-    r = run_moon("ctr", w / "behavior.parquet", "--catalog", w / "catalog.parquet", "-e", strangers, "-o", tmp_path / "o")
+    r = run_moon("ctr", w / "behavior.parquet", "--catalog", w / "catalog.parquet", "-e", strangers, "-o",
+                 tmp_path / "o")
     assert r.exit_code == 1 and "none of its ids is a catalogue item_id" in r.output
     no_imp = tmp_path / "clicks_only.parquet"
     b = read_table(w / "behavior.parquet", BEHAVIOR).table

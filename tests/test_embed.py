@@ -104,7 +104,8 @@ def test_catalogue_dim_and_shards(world_template, tmp_path):
     parts = []
     for i in range(2):
         out = tmp_path / f"s{i}.parquet"
-        r = run_moon("embed", cat, "-m", "tiny", "-o", out, "--dim", 64, "--shard", f"{i}/2", "--quiet", "--batch-size", 32)
+        r = run_moon("embed", cat, "-m", "tiny", "-o", out, "--dim", 64, "--shard", f"{i}/2", "--quiet",
+                     "--batch-size", 32)
         assert r.exit_code == 0, r.output
         parts.append(rows_of(out))
     ids = [row["id"] for p in parts for row in p]
@@ -116,10 +117,12 @@ def test_catalogue_dim_and_shards(world_template, tmp_path):
 
 
 def test_bad_model_and_bad_shard_are_one_line_errors(world_template, tmp_path):
-    r = run_moon("embed", world_template / "catalog.parquet", "-m", tmp_path / "no-such-model", "-o", tmp_path / "e.parquet")
+    r = run_moon("embed", world_template / "catalog.parquet", "-m", tmp_path / "no-such-model", "-o",
+                 tmp_path / "e.parquet")
     assert r.exit_code != 0 and "does not exist" in r.output and "Traceback" not in r.output
     assert not (tmp_path / "e.parquet").exists()
-    r = run_moon("embed", world_template / "catalog.parquet", "-m", "tiny", "-o", tmp_path / "e.parquet", "--shard", "2/2")
+    r = run_moon("embed", world_template / "catalog.parquet", "-m", "tiny", "-o", tmp_path / "e.parquet",
+                 "--shard", "2/2")
     assert r.exit_code == 2
 
 

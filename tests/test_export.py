@@ -151,6 +151,7 @@ def test_damaged_sentence_transformers_or_adapter_files_name_the_file(lora_dense
 def test_an_unsupported_backbone_family_lists_the_supported_ones(tmp_path):
     from transformers import BertConfig
 
-    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path)
+    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=64).save_pretrained(tmp_path)
     with pytest.raises(MoonError, match="Qwen2-VL / Qwen2.5-VL / Qwen3-VL"):
         MoonModel.from_pretrained(tmp_path)

@@ -74,7 +74,8 @@ def test_a_bench_that_names_its_tasks_is_not_missing_the_others(world, tmp_path)
     bench.mkdir()
     shutil.copy(world / "bench" / "text_queries.parquet", bench / "text.parquet")
     gallery = (world / "bench" / json.loads((world / "bench" / "bench.json").read_text())["gallery"]).resolve()
-    (bench / "bench.json").write_text(json.dumps({"gallery": str(gallery), "tasks": {"text_to_product": "text.parquet"}}))
+    (bench / "bench.json").write_text(json.dumps({"gallery": str(gallery),
+                                                  "tasks": {"text_to_product": "text.parquet"}}))
     r = run_moon("evaluate", bench, "-m", "tiny", "-o", tmp_path / "report", "--quiet", "--batch-size", 32)
     assert r.exit_code == 0, r.output
     assert "skipped" not in r.output
@@ -88,7 +89,8 @@ def test_evaluate_writes_metrics_report_and_plots(world, tmp_path):
     assert r.exit_code == 0, r.output
     assert "task 'attributes' skipped" in r.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["retrieval"]) == {"image_to_product", "text_to_product", "multimodal_to_product", "product_to_product"}
+    assert set(metrics["retrieval"]) == {"image_to_product", "text_to_product", "multimodal_to_product",
+                                         "product_to_product"}
     for task in metrics["retrieval"].values():
         assert 0 <= task["recall@1"] <= task["recall@5"] <= task["recall@10"] <= 1 and task["n"] > 0
         assert task["chance@10"] == 10 / metrics["gallery"] and task["chance@1"] == 1 / metrics["gallery"]

@@ -70,7 +70,8 @@ def test_failed_write_leaves_no_file_and_keeps_the_old_one(tmp_path):
 def test_stdout_to_stdin_pipe_between_processes(tmp_path):
     """A real Unix pipe: one process writes an Arrow stream to stdout, another reads it from '-'."""
     writer = (
-        "import pyarrow as pa; from moon_cli.io import write_table, make_manifest; from moon_cli.contracts import CATALOG;"
+        "import pyarrow as pa; from moon_cli.io import write_table, make_manifest; from moon_cli.contracts import "
+        "CATALOG;"
         "t = pa.table({'item_id': ['a'], 'title': ['t'], 'category_path': [['x']], 'attributes': [[]],"
         " 'image_paths': [['/abs/a.jpg']], 'extra': [7]});"
         "write_table(t, '-', contract=CATALOG, manifest=make_manifest('w'))"

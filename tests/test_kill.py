@@ -41,7 +41,8 @@ def no_litter(directory):
 def inputs(world_template, tmp_path_factory):
     d = tmp_path_factory.mktemp("kill")
     w = world_template
-    assert run_moon("mine-pairs", w / "behavior.parquet", "--catalog", w / "catalog.parquet", "-o", d / "pairs.parquet").exit_code == 0
+    assert run_moon("mine-pairs", w / "behavior.parquet", "--catalog", w / "catalog.parquet", "-o",
+                    d / "pairs.parquet").exit_code == 0
     return {"world": w, "pairs": d / "pairs.parquet", "catalog": w / "catalog.parquet"}
 
 

@@ -124,7 +124,8 @@ def test_folder_input_and_stdin_pipe(world, tmp_path):
         pq.write_table(part.set_column(4, "query_image", pa.array(
             [None if p is None else str(world / p) for p in part.column("query_image").to_pylist()])),
             logs / f"day{i}.parquet")
-    assert run_moon("mine-pairs", logs, "-o", tmp_path / "a.parquet", "--max-per-user", 0, "--max-per-query", 0).exit_code == 0
+    assert run_moon("mine-pairs", logs, "-o", tmp_path / "a.parquet", "--max-per-user", 0, "--max-per-query",
+                    0).exit_code == 0
     _, from_folder = mined(tmp_path / "a.parquet")
     assert from_folder == independent_pairs(world / "behavior.parquet")
     res = moon_subprocess(f"cat {world / 'behavior.parquet'} | moon mine-pairs - -o - --max-per-user 0 "

@@ -251,7 +251,8 @@ def test_a_checkpoint_saved_before_the_pixel_shuffle_still_loads(products, tmp_p
     state = {k: v for k, v in old.base.state_dict().items() if not k.startswith("projector.")}
     backbone.load_state_dict(state, strict=False)
     old.base.config, old.base.visual, old.base.projector = cfg, backbone.visual, backbone.projector
-    old.processor = MoonProcessor(old.processor.tokenizer, mini_module.FixedGridImageProcessor(128, 32, 1), old.config.input)
+    old.processor = MoonProcessor(old.processor.tokenizer, mini_module.FixedGridImageProcessor(128, 32, 1),
+                                  old.config.input)
     old.eval().save_pretrained(tmp_path / "old")
     for name, key in (("backbone_config.json", "vision_merge"), ("preprocessor_config.json", "merge")):
         data = json.loads((tmp_path / "old" / name).read_text())

@@ -211,7 +211,8 @@ def test_unknown_preset_and_foreign_backbones_list_what_is_supported(tmp_path):
         MoonModel.from_preset("huge")
     from transformers import BertConfig
 
-    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(tmp_path / "bert")
+    BertConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=64).save_pretrained(tmp_path / "bert")
     with pytest.raises(MoonError, match="'bert' model; supported: Qwen2-VL / Qwen2.5-VL"):
         MoonModel.from_pretrained(tmp_path / "bert")
     with pytest.raises(MoonError, match="does not exist"):
@@ -316,7 +317,8 @@ def test_a_detector_trains_on_cut_out_photos_composited_on_white(tmp_path):
     assert all(Image.open(p).mode == "RGB" and Image.open(p).getpixel((0, 0)) == (255, 255, 255) for p in placed)
 
 
-@pytest.mark.parametrize("damage", ["truncated weights", "weights of another shape", "invalid config", "invalid backbone config"])
+@pytest.mark.parametrize("damage",
+                         ["truncated weights", "weights of another shape", "invalid config", "invalid backbone config"])
 def test_a_damaged_checkpoint_is_a_one_line_error_naming_the_file(model, tmp_path, damage):
     from conftest import run_moon
 

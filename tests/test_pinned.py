@@ -53,7 +53,8 @@ def _check(name: str, got: dict[str, list[float]]) -> None:
     assert name in pinned, f"{PINNED} has no '{name}': run with MOON_UPDATE_PINNED=1 once"
     for key, want in pinned[name].items():
         drift = (torch.tensor(got[key]) - torch.tensor(want)).abs().max().item()
-        assert drift <= TOLERANCE, (f"{name}, {key}: the embedding moved by {drift:.2e} (> {TOLERANCE:g}); if the change "
+        assert drift <= TOLERANCE, (f"{name}, {key}: the embedding moved by {drift:.2e} (> {TOLERANCE:g}); "
+                                    "if the change "
                                     f"is meant to move numbers, regenerate with MOON_UPDATE_PINNED=1 and say so")
 
 
@@ -81,7 +82,8 @@ def test_a_short_training_run_ends_at_the_pinned_embeddings(preset, world_templa
     w = world_template
     # its own process on one thread: training rounds differently on another thread count (and importing
     # ultralytics, as the detector tests do, sets OMP_NUM_THREADS=1 for every child process)
-    r = moon_subprocess(f"OMP_NUM_THREADS=1 moon train {mined_pairs} --catalog {w / 'catalog.parquet'} -m {preset} -o {tmp_path / 'model'} "
+    r = moon_subprocess(f"OMP_NUM_THREADS=1 moon train {mined_pairs} --catalog {w / 'catalog.parquet'} -m {preset} -o "
+                        f"{tmp_path / 'model'} "
                         f"--steps 3 --batch-size 4 --val-every 0 --checkpoint-every 0 --seed 0 --quiet")
     assert r.returncode == 0, r.stderr.decode()[-2000:]
     model = MoonModel.from_pretrained(tmp_path / "model")

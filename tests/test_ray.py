@@ -132,7 +132,8 @@ def test_a_model_that_cannot_load_on_the_workers_is_one_line(world_template, loc
 @pytest.mark.scale
 def test_detect_on_ray_equals_one_process(world_template, local_ray, tmp_path, detector):
     one, many = tmp_path / "one" / "d.parquet", tmp_path / "ray" / "d.parquet"
-    assert run_moon("detect", world_template / "catalog.parquet", "--detector", detector, "-o", one, "-q").exit_code == 0
+    assert run_moon("detect", world_template / "catalog.parquet", "--detector", detector, "-o", one,
+                    "-q").exit_code == 0
     r = run_moon("detect", world_template / "catalog.parquet", "--detector", detector, "-o", many, "-q",
                  "--ray", "--num-workers", 2, "--batch-size", 16)
     assert r.exit_code == 0, r.output
@@ -147,7 +148,8 @@ def test_detect_on_ray_equals_one_process(world_template, local_ray, tmp_path, d
 
 def test_more_workers_than_the_cluster_can_place_is_refused_not_a_hang(world_template, local_ray, tmp_path):
     out, cpus = tmp_path / "e.parquet", int(ray.cluster_resources()["CPU"])  # the Ray this process joined
-    r = run_moon("embed", world_template / "catalog.parquet", "-m", "tiny", "-o", out, "--ray", "--num-workers", cpus + 1)
+    r = run_moon("embed", world_template / "catalog.parquet", "-m", "tiny", "-o", out, "--ray",
+                 "--num-workers", cpus + 1)
     assert r.exit_code == 1 and f"needs {cpus + 1} CPUs; the Ray cluster has {cpus}" in r.output and not out.exists()
 
 

@@ -14,7 +14,8 @@ from conftest import run_moon
 @pytest.fixture
 def mined(world, tmp_path):
     out = tmp_path / "pairs.parquet"
-    assert run_moon("mine-pairs", world / "behavior.parquet", "-o", out, "--events", "purchase,cart,click").exit_code == 0
+    assert run_moon("mine-pairs", world / "behavior.parquet", "-o", out, "--events",
+                    "purchase,cart,click").exit_code == 0
     return out
 
 
@@ -87,7 +88,8 @@ def test_embedding_negatives_are_nearest_and_the_margin_drops_near_duplicates(wo
     # the first negative really is the nearest allowed one
     anchor = vecs[cat_ids.index(target)]
     allowed = [(float(vecs[i] @ anchor), cid) for i, cid in enumerate(cat_ids)
-               if cid not in positives[(prs[0]["query_text"], prs[0]["query_image"])] and float(vecs[i] @ anchor) <= 1 - 0.05]
+               if cid not in positives[(prs[0]["query_text"],
+                                        prs[0]["query_image"])] and float(vecs[i] @ anchor) <= 1 - 0.05]
     assert first["negatives"][0]["item_id"] == max(allowed)[1]
 
 
@@ -112,7 +114,8 @@ def test_query_aware_negatives_never_match_every_attribute_the_query_states(worl
     found = {}
     for flag in ("--query-aware", "--no-query-aware"):
         out = tmp_path / f"{flag}.parquet"
-        r = run_moon("sample-negatives", mined, "--catalog", world / "catalog.parquet", "-o", out, "--per-pair", 4, flag)
+        r = run_moon("sample-negatives", mined, "--catalog", world / "catalog.parquet", "-o", out, "--per-pair", 4,
+                     flag)
         assert r.exit_code == 0, r.output
         cat, prs, _, negs = load(world, mined, out)
         false = 0

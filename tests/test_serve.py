@@ -71,7 +71,8 @@ def test_where_filters_by_category_and_attribute(client):
                                      "where": f"array_has(category_path, '{leaf}')"}).json()
     assert r["hits"] and all(h["category_path"][-1] == leaf for h in r["hits"])
     where = f"array_has(attributes, named_struct('name', 'color', 'value', '{colour}'))"
-    r = client.post("/search", data={"text": "something nice", "k": "5", "where": where}).json()  # a form, as the page sends
+    r = client.post("/search",
+                    data={"text": "something nice", "k": "5", "where": where}).json()  # a form, as the page sends
     assert r["hits"] and all({"name": "color", "value": colour} in h["attributes"] for h in r["hits"])
 
 
@@ -113,7 +114,8 @@ def bomb() -> bytes:
     ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not JSON"),
     ({"files": {"image": ("q.jpg", b"\xff\xd8 not a jpeg", "image/jpeg")}}, 400, "not a decodable image"),
     ({"files": {"image": ("q.png", bomb(), "image/png")}}, 400, "decompression bomb"),
-    ({"content": b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "headers": {"content-type": "application/json"}},
+    ({"content": b'{"text": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+      "headers": {"content-type": "application/json"}},
      400, "nested too deeply"),
 ])
 def test_bad_requests_get_a_4xx_json_error_naming_the_problem(client, request_kw, status, says):

@@ -49,7 +49,8 @@ def test_tables_meet_their_contracts_and_paths_exist(world_template):
         t = read_table(world_template / "bench" / filename, contracts[contract.name]).table
         assert t.num_rows > 0, task
     labels = json.loads((world_template / "bench" / "labels.json").read_text())
-    assert len(labels["category_levels"]) == 3 and set(labels["attributes"]) >= {"color", "pattern", "material", "brand"}
+    assert len(labels["category_levels"]) == 3 and set(labels["attributes"]) >= {"color", "pattern", "material",
+                                                                                 "brand"}
 
 
 def test_world_has_the_phenomena_moon_needs(tmp_path):
@@ -90,7 +91,8 @@ def test_boxes_hold_the_product(world_template):
 
     colors = {r["item_id"]: {a["name"]: a["value"] for a in r["attributes"]}["color"]
               for r in pq.read_table(world_template / "catalog.parquet").to_pylist()}
-    boxes = [r for r in read_table(world_template / "boxes.parquet", BOXES).table.to_pylist() if r["source"] == "catalog"]
+    boxes = [r for r in read_table(world_template / "boxes.parquet",
+                                   BOXES).table.to_pylist() if r["source"] == "catalog"]
     inside_share = []
     for row in boxes[:60]:
         x0, y0, x1, y1 = (int(round(v)) for v in row["bbox"])

@@ -82,7 +82,8 @@ def test_the_alignment_term_trains_through_the_cli_and_is_refused_where_it_canno
     assert r.exit_code == 0, r.output
     rows = log_of(tmp_path / "a")
     assert all(row["align"] > 0 for row in rows)
-    assert all(abs(row["loss"] - row["contrastive"] - 0.5 * row["align"] - 0.01 * row["balance"]) < 1e-4 for row in rows)
+    assert all(abs(row["loss"] - row["contrastive"] - 0.5 * row["align"] - 0.01 * row["balance"]) < 1e-4
+               for row in rows)
     for extra in (["--arch", "dual"], ["--grad-cache"]):
         r = run_moon(*train_args(train_inputs, tmp_path / "b", "--steps", 1, "--align-weight", 0.5, *extra))
         assert r.exit_code == 1 and "--align-weight" in r.output and not (tmp_path / "b").exists()
@@ -117,7 +118,8 @@ def test_grad_cache_gives_the_same_loss_and_gradients_as_the_plain_step(train_in
         model.zero_grad(set_to_none=True)
         scale = torch.nn.Parameter(torch.tensor(math.log(20.0)))  # log(1/τ)
         queue = EmbeddingQueue(8, model.dim)
-        queue.push(torch.nn.functional.normalize(torch.randn(4, model.dim, generator=torch.Generator().manual_seed(3)), dim=-1),
+        queue.push(torch.nn.functional.normalize(torch.randn(4, model.dim, generator=torch.Generator().manual_seed(3)),
+                                                 dim=-1),
                    torch.tensor([0, 1, 2, 3]))
         opts = StepOptions(grad_cache=grad_cache, chunk_size=2, balance_weight=0.0)
         res = ContrastiveStep(model, scale, opts, DistInfo(), queue)(batch)
@@ -248,7 +250,8 @@ def test_every_variant_starts_from_one_dense_pretraining(train_inputs, world_tem
                  "--steps", 2, *FAST)
     assert r.exit_code == 0, r.output
     dense = MoonModel.from_pretrained(pre).eval()
-    item = [dict(item_id="a", title="red tee", category_path=["Apparel", "Tops"], attributes=[{"name": "color", "value": "red"}],
+    item = [dict(item_id="a", title="red tee", category_path=["Apparel", "Tops"],
+                 attributes=[{"name": "color", "value": "red"}],
                  images=sorted((world_template / "images").glob("*.jpg"))[:1])]
     before = dense.encode_products(item)
     dense.add_guided_moe(preset_config("tiny").moe)
@@ -426,4 +429,5 @@ def test_the_temperature_learns_and_every_pair_trains_unless_held_out(train_inpu
     assert meta["fixed"]["temperature"] == pytest.approx(0.05)
     assert abs(meta["learn"]["temperature"] - 0.05) > 0.005
     assert f"{n_pairs} train, 0 validation" in out["fixed"]
-    assert f"{n_pairs - n_test} train, 0 validation" in out["holdout"] and f"'held-out split': {n_test}" in out["holdout"]
+    assert f"{n_pairs - n_test} train, 0 validation" in out["holdout"]
+    assert f"'held-out split': {n_test}" in out["holdout"]

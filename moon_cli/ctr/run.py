@@ -85,7 +85,8 @@ def summarise(runs: list[dict]) -> list[dict]:
     for (variant, L), rs in groups.items():
         a, g = np.array([r["auc"] for r in rs]), np.array([r["gauc"] for r in rs])
         rows.append({"variant": variant, "seq_len": L, "seeds": len(rs),
-                     "auc": float(a.mean()), "auc_std": float(a.std()), "gauc": float(g.mean()), "gauc_std": float(g.std()),
+                     "auc": float(a.mean()), "auc_std": float(a.std()), "gauc": float(g.mean()),
+                     "gauc_std": float(g.std()),
                      "delta_auc": float(a.mean() - base[L]) if L in base else None,
                      "delta_gauc": float(g.mean() - base_g[L]) if L in base_g else None})
     return rows

@@ -268,5 +268,6 @@ def score_table(stats: NegativeStats) -> str:
     rows = ["            mean    p10    p50    p90"]
     for name, values in (("positive", stats.positive_scores), ("negative", stats.negative_scores)):
         v = np.asarray(values) if values else np.zeros(1)
-        rows.append(f"  {name:<9} {v.mean():6.3f} {np.quantile(v, .1):6.3f} {np.quantile(v, .5):6.3f} {np.quantile(v, .9):6.3f}")
+        rows.append(f"  {name:<9} {v.mean():6.3f} {np.quantile(v, .1):6.3f} {np.quantile(v, .5):6.3f} "
+                    f"{np.quantile(v, .9):6.3f}")
     return "\n".join(rows)

@@ -136,7 +136,8 @@ def mine_pairs(files: list[Path], events: tuple[str, ...] = ("purchase",), catal
     except (pl.exceptions.ComputeError, pl.exceptions.InvalidOperationError) as exc:
         first = (str(exc).strip().splitlines() or ["?"])[0]
         raise MoonError(f"{', '.join(map(str, files))}: a column cannot be read as the behavior contract asks "
-                        f"({first[:200]}); 'ts' needs timestamps or ISO 8601 text such as 2024-05-01 12:30:00") from None
+                        f"({first[:200]}); 'ts' needs timestamps or ISO 8601 text such as "
+                        f"2024-05-01 12:30:00") from None
     stats.unknown_events = dict(sorted(unknown.iter_rows(), key=lambda kv: (-kv[1], str(kv[0]))))
     query_cols = ("session_id", "ts", pl.col("query_text").alias("q_text"), pl.col("query_image").alias("q_image"))
     if missing.height:
@@ -184,7 +185,8 @@ def mine_pairs(files: list[Path], events: tuple[str, ...] = ("purchase",), catal
         cutoff = None
     modality = (pl.when(pl.col("q_text").is_not_null() & pl.col("q_image").is_not_null()).then(pl.lit("multimodal"))
                 .when(pl.col("q_image").is_not_null()).then(pl.lit("image")).otherwise(pl.lit("text")))
-    split = pl.lit("train") if cutoff is None else pl.when(pl.col("first_ts") >= cutoff).then(pl.lit("test")).otherwise(pl.lit("train"))
+    split = (pl.lit("train") if cutoff is None
+             else pl.when(pl.col("first_ts") >= cutoff).then(pl.lit("test")).otherwise(pl.lit("train")))
     inverse_rank = {v: k for k, v in EVENT_RANK.items()}
     pairs = (
         pairs.sort(["first_ts", "q_text", "q_image", "item_id"], nulls_last=True)

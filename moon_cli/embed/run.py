@@ -124,7 +124,8 @@ def _embed_to_parquet(source, encoder: Encoder, output: Path, *, batch_size: int
         if not buffer:
             return
         table = pa.concat_tables(buffer)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), MANIFEST_KEY: json.dumps(manifest).encode()})
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               MANIFEST_KEY: json.dumps(manifest).encode()})
         with atomic_file(parts / f"part-{next_part:05d}.parquet") as tmp:
             pq.write_table(table, tmp)
         next_part += 1

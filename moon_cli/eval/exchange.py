@@ -28,7 +28,8 @@ def fit(x: np.ndarray, y: np.ndarray) -> dict:
     slope, intercept = np.polyfit(x, y, 1)
     resid = y - (slope * x + intercept)
     r2 = 1 - resid.var() / y.var() if y.var() > 0 else None
-    return {"versions": len(x), "slope": float(slope), "r2": None if r2 is None else float(r2), "spearman": spearman(x, y)}
+    return {"versions": len(x), "slope": float(slope), "r2": None if r2 is None else float(r2),
+            "spearman": spearman(x, y)}
 
 
 def exchange_rates(versions: list[dict], metrics: list[str]) -> list[dict]:
@@ -51,7 +52,8 @@ def rates_table(rows: list[dict], downstream: str = "auc") -> str:
     """The rates as a markdown table: Δdownstream per +0.01 of the metric, R², Spearman ρ, versions used."""
     from moon_cli.eval.report import COLUMNS
 
-    lines = [f"| intermediate metric | Δ{downstream.upper()} per +0.01 | R² | Spearman ρ | versions |", "|---|---|---|---|---|"]
+    lines = [f"| intermediate metric | Δ{downstream.upper()} per +0.01 | R² | Spearman ρ | versions |",
+             "|---|---|---|---|---|"]
     for r in rows:
         per_point = None if r["slope"] is None else r["slope"] * 0.01
         lines.append(f"| {COLUMNS[r['metric']]} | {format_or_na(per_point, '+.5f')} | "

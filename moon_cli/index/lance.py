@@ -100,7 +100,8 @@ def open_table(index_dir: Path):
     try:
         return _connect(index_dir).open_table(TABLE)
     except (ValueError, OSError, RuntimeError) as exc:  # LanceDB: a missing or damaged table
-        raise MoonError(f"{index_dir}: its LanceDB table '{TABLE}' cannot be opened ({str(exc).splitlines()[0][:160]}); "
+        raise MoonError(f"{index_dir}: its LanceDB table '{TABLE}' cannot be opened "
+                        f"({str(exc).splitlines()[0][:160]}); "
                         f"rebuild the index with `moon index --overwrite`") from None
 
 

@@ -82,7 +82,8 @@ def render_card(config, meta: dict, exported: bool = False) -> str:
         "",
         "```python",
         "from sentence_transformers import SentenceTransformer  # with moon-cli installed",
-        "model = SentenceTransformer(\"THIS_DIR\", trust_remote_code=True)  # the code is moon-cli's, none is read from here",
+        "model = SentenceTransformer(\"THIS_DIR\", trust_remote_code=True)  # the code is moon-cli's, none is read "
+        "from here",
         "model.encode([\"red cotton tee\", \"photo.jpg\", {\"title\": \"...\", \"image_paths\": [\"a.jpg\"]}])",
         "```",
         "",

@@ -50,7 +50,8 @@ class LoRAConfig:
     rank: int = 16
     alpha: int = 32
     dropout: float = 0.05
-    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"])
+    targets: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                        "gate_proj", "up_proj", "down_proj"])
 
 
 POOLING_MODES = ("mean", "balanced")  # model/pooling.py implements each
@@ -113,7 +114,8 @@ class MoonConfig:
         return cls.from_dict(data, str(path))
 
     def assign(self, other: "MoonConfig") -> None:
-        """Take ``other``'s values in place, keeping the section objects (a model's processor holds its input section)."""
+        """Take ``other``'s values in place, keeping the section objects (a model's processor holds its input
+        section)."""
         for f in dataclasses.fields(self):
             mine, theirs = getattr(self, f.name), getattr(other, f.name)
             for g in dataclasses.fields(mine):

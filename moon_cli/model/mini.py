@@ -279,7 +279,8 @@ class FixedGridImageProcessor:
         self.grid = grid or size // stride
         if size % stride or self.grid % merge or self.grid > size // stride:
             raise MoonError(f"input.image_size {size} does not fit the `mini` backbone's grid of {self.grid} cells "
-                            f"(merged {merge} × {merge}); use a multiple of {stride * merge} at least {stride * self.grid}")
+                            f"(merged {merge} × {merge}); use a multiple of {stride * merge} at least "
+                            f"{stride * self.grid}")
 
     def __call__(self, images, return_tensors: str = "pt") -> dict:
         pixels = torch.stack([lite_pixels(img.convert("RGB").resize((self.size, self.size))) for img in images])
@@ -338,7 +339,8 @@ def load_pretrained_parts(backbone: MiniBackbone) -> None:
     lm = backbone.language_model
     state = {"embed_positions.weight": bert["embeddings.position_embeddings.weight"],
              "embed_types.weight": bert["embeddings.token_type_embeddings.weight"],
-             "embed_norm.weight": bert["embeddings.LayerNorm.weight"], "embed_norm.bias": bert["embeddings.LayerNorm.bias"]}
+             "embed_norm.weight": bert["embeddings.LayerNorm.weight"],
+             "embed_norm.bias": bert["embeddings.LayerNorm.bias"]}
     names = {"self_attn.q_proj": "attention.self.query", "self_attn.k_proj": "attention.self.key",
              "self_attn.v_proj": "attention.self.value", "self_attn.o_proj": "attention.output.dense",
              "attn_norm": "attention.output.LayerNorm", "mlp.up_proj": "intermediate.dense",

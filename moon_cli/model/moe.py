@@ -76,7 +76,8 @@ class GuidedMoE(nn.Module):
         types = self.ctx.token_types
         if self.cfg.designated and types is not None:
             types = types.reshape(-1)  # (T,)
-            for expert, kind in ((self.category_expert, TokenType.CATEGORY), (self.attribute_expert, TokenType.ATTRIBUTE)):
+            for expert, kind in ((self.category_expert, TokenType.CATEGORY),
+                                 (self.attribute_expert, TokenType.ATTRIBUTE)):
                 idx = (types == int(kind)).nonzero(as_tuple=True)[0]  # (n,)
                 if idx.numel():
                     mixture = mixture.index_copy(0, idx, expert(flat[idx]))
@@ -109,7 +110,8 @@ def install_guided_moe(language_model: nn.Module, cfg: MoEConfig, ctx: RoutingCo
     if bad:
         from moon_cli.errors import MoonError
 
-        raise MoonError(f"moe.layers {bad} out of range: the backbone has {len(layers)} decoder layers (0..{len(layers) - 1})")
+        raise MoonError(f"moe.layers {bad} out of range: the backbone has {len(layers)} decoder layers "
+                        f"(0..{len(layers) - 1})")
     hidden = language_model.config.hidden_size
     installed = []
     for i in chosen:

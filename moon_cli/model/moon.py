@@ -127,7 +127,8 @@ class MoonModel(nn.Module):
         vectors = cached_class_vectors(key, lambda: self.encode_queries([{"text": t} for t in class_texts()], 64))
         prior.class_vectors.copy_(vectors.to(prior.class_vectors))
         if prior.colours:  # eleven short texts: not worth a cache
-            prior.colour_vectors.copy_(self.encode_queries([{"text": t} for t in colour_texts()]).to(prior.colour_vectors))
+            colours = self.encode_queries([{"text": t} for t in colour_texts()])  # (11, D)
+            prior.colour_vectors.copy_(colours.to(prior.colour_vectors))
 
     def num_parameters(self, trainable: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable)
@@ -152,7 +153,8 @@ class MoonModel(nn.Module):
             torch.manual_seed(seed)
             backbone = bb.build_from_config(hf_config, config.backbone.attn_implementation, config.backbone.dtype)
             bb.init_preset_weights(backbone, name)
-            processor = MoonProcessor(tokenizer, MoonProcessor.image_processor_for(config.input, hf_config.vision_config),
+            processor = MoonProcessor(tokenizer,
+                                      MoonProcessor.image_processor_for(config.input, hf_config.vision_config),
                                       config.input)
             return cls(config, backbone, processor)
 
@@ -165,10 +167,12 @@ class MoonModel(nn.Module):
             config = MoonConfig()
             config.lora.enabled = True
         config.backbone.name, config.backbone.revision = name, revision
-        backbone, family = bb.load_pretrained(name, revision, config.backbone.attn_implementation, config.backbone.dtype)
+        backbone, family = bb.load_pretrained(name, revision, config.backbone.attn_implementation,
+                                              config.backbone.dtype)
         config.backbone.family = family
         tokenizer = AutoTokenizer.from_pretrained(name, revision=revision)
-        processor = MoonProcessor(tokenizer, MoonProcessor.image_processor_of(name, revision, config.input), config.input)
+        processor = MoonProcessor(tokenizer, MoonProcessor.image_processor_of(name, revision, config.input),
+                                  config.input)
         return cls(config, backbone, processor)
 
     @classmethod
@@ -223,7 +227,8 @@ class MoonModel(nn.Module):
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # a tensor of another shape than config.json builds
             raise MoonError(f"{ckpt / WEIGHTS}: weights do not fit the model its config.json describes "
-                            f"({_first_line(exc, 'size mismatch')}); the files come from different checkpoints") from None
+                            f"({_first_line(exc, 'size mismatch')}); the files come from different "
+                            f"checkpoints") from None
         if unexpected:
             raise MoonError(f"{ckpt}: weights hold {len(unexpected)} unknown tensor(s), e.g. {unexpected[0]}; "
                             f"the checkpoint does not match its config.json")

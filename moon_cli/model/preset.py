@@ -82,7 +82,8 @@ def _read(path: Path, chain: tuple[str, ...]) -> dict:
         if parent not in PRESETS:
             raise MoonError(f"{path}: inherits = '{parent}', which is no preset ({', '.join(PRESETS)})")
         if parent in chain or parent == path.stem:
-            raise MoonError(f"{path}: inherits = '{parent}' runs in a circle ({' → '.join((*chain, path.stem, parent))})")
+            raise MoonError(f"{path}: inherits = '{parent}' runs in a circle "
+                            f"({' → '.join((*chain, path.stem, parent))})")
         data = _merged(_read(PRESET_DIR / f"{parent}.toml", (*chain, path.stem)), data)
     for dotted in unset:
         *tables, key = dotted.split(".")

@@ -128,7 +128,8 @@ class MoonProcessor:
         attrs = [a for a in (product.get("attributes") or []) if a and a.get("value")]
         if attrs:
             seq.add(self._text("\nattributes:"), TokenType.OTHER)
-            seq.add(self._text(" " + "; ".join(f"{a['name']}: {a['value']}" for a in attrs), limit), TokenType.ATTRIBUTE)
+            seq.add(self._text(" " + "; ".join(f"{a['name']}: {a['value']}" for a in attrs), limit),
+                    TokenType.ATTRIBUTE)
         return seq
 
     def encode_query(self, query: dict) -> Sequence:
@@ -197,7 +198,8 @@ class MoonProcessor:
             return AutoImageProcessor.from_pretrained(source, revision=revision, min_pixels=(side // 2) ** 2,
                                                       max_pixels=side * side)
         except (OSError, ValueError) as exc:
-            raise InputError(f"backbone '{source}': no readable image processor config ({str(exc).splitlines()[0]})") from None
+            raise InputError(f"backbone '{source}': no readable image processor config "
+                             f"({str(exc).splitlines()[0]})") from None
 
     @classmethod
     def from_pretrained(cls, directory: Path, input_cfg: InputConfig) -> "MoonProcessor":

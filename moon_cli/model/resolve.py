@@ -64,7 +64,8 @@ def resolve(name: str | Path) -> ModelRef:
             backbone = (config or {}).get("backbone", {})
             grown_from = backbone.get("name") if isinstance(backbone, dict) else None
             return ModelRef(name, "checkpoint", preset=grown_from if grown_from in PRESETS else None)
-    if (path / CONFIG).is_file() and not (path / WEIGHTS).exists() and "backbone" in (_moon_config(path / CONFIG) or {}):
+    weightless = (path / CONFIG).is_file() and not (path / WEIGHTS).exists()
+    if weightless and "backbone" in (_moon_config(path / CONFIG) or {}):
         raise MoonError(f"model '{name}': a MOON checkpoint without its weights ({WEIGHTS} is missing); copy the "
                         f"whole directory again, or use one of its checkpoints/step-N directories")
     if path.exists() and not (path / CONFIG).is_file():

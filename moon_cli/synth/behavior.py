@@ -70,7 +70,8 @@ def simulate(catalogue: Catalogue, n_users: int, n_sessions: int, rng: random.Ra
     users = []
     for u in range(n_users):
         fav_roots = rng.sample(catalogue.roots, rng.choice((1, 1, 2)))
-        users.append({"id": f"u{u:05d}", "roots": fav_roots, "colors": rng.sample(sorted({p.color for p in catalogue.products}), 2),
+        users.append({"id": f"u{u:05d}", "roots": fav_roots,
+                      "colors": rng.sample(sorted({p.color for p in catalogue.products}), 2),
                       "activity": rng.paretovariate(1.5)})
     weights = [u["activity"] for u in users]
     modalities, mod_weights = list(MODALITY_WEIGHTS), list(MODALITY_WEIGHTS.values())

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 # root -> level 2 -> leaves; each leaf: (name, synonyms used by sellers and shoppers)
 TREE: dict[str, dict[str, list[tuple[str, list[str]]]]] = {
     "Apparel": {
-        "Tops": [("T-shirt", ["tee", "tshirt"]), ("Shirt", ["button-down", "blouse"]), ("Hoodie", ["sweatshirt", "pullover"])],
+        "Tops": [("T-shirt", ["tee", "tshirt"]), ("Shirt", ["button-down", "blouse"]),
+                 ("Hoodie", ["sweatshirt", "pullover"])],
         "Bottoms": [("Jeans", ["denim pants"]), ("Shorts", ["short pants"]), ("Skirt", ["midi skirt"])],
-        "Footwear": [("Sneakers", ["trainers", "running shoes"]), ("Boots", ["ankle boots"]), ("Sandals", ["flip flops"])],
+        "Footwear": [("Sneakers", ["trainers", "running shoes"]), ("Boots", ["ankle boots"]),
+                     ("Sandals", ["flip flops"])],
     },
     "Home": {
         "Kitchen": [("Mug", ["coffee cup", "cup"]), ("Teapot", ["tea kettle"]), ("Bowl", ["salad bowl"])],
@@ -21,7 +23,8 @@ TREE: dict[str, dict[str, list[tuple[str, list[str]]]]] = {
         "Textiles": [("Pillow", ["cushion"]), ("Rug", ["carpet", "mat"]), ("Towel", ["bath towel"])],
     },
     "Electronics": {
-        "Phones": [("Smartphone", ["mobile phone", "cellphone"]), ("Phone case", ["phone cover"]), ("Charger", ["power adapter"])],
+        "Phones": [("Smartphone", ["mobile phone", "cellphone"]), ("Phone case", ["phone cover"]),
+                   ("Charger", ["power adapter"])],
         "Audio": [("Headphones", ["headset"]), ("Speaker", ["bluetooth speaker"]), ("Earbuds", ["wireless earphones"])],
         "Computers": [("Laptop", ["notebook"]), ("Keyboard", ["mechanical keyboard"]), ("Mouse", ["wireless mouse"])],
     },
@@ -77,7 +80,8 @@ MARKETING = [
 ]
 
 # silhouettes: (shape kind, aspect width/height); one per leaf, assigned in tree order
-SHAPES = ("rect", "ellipse", "triangle", "diamond", "hexagon", "star", "cross", "tee", "arch", "trapezoid", "ring", "pill")
+SHAPES = ("rect", "ellipse", "triangle", "diamond", "hexagon", "star", "cross", "tee", "arch", "trapezoid", "ring",
+          "pill")
 ASPECTS = (0.6, 1.0, 1.6)
 
 
@@ -105,7 +109,8 @@ def leaves() -> list[Leaf]:
             for name, synonyms in items:
                 i = len(out)
                 # shape and aspect cycle at different rates so every leaf gets a distinct pair
-                out.append(Leaf(i, (root, mid, name), tuple(synonyms), SHAPES[i % len(SHAPES)], ASPECTS[(i // len(SHAPES)) % len(ASPECTS)]))
+                out.append(Leaf(i, (root, mid, name), tuple(synonyms), SHAPES[i % len(SHAPES)],
+                                ASPECTS[(i // len(SHAPES)) % len(ASPECTS)]))
     return out
 
 

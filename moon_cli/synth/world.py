@@ -82,12 +82,14 @@ def build_world(out: Path, n_products: int, seed: int, image_size: int = 128, wo
     photos += [photo_of(q.product, Path(q.path), q.seed, "query", image_size, "query") for q in log.photos]
 
     # bench: later days, unseen queries and listings
-    bench = bench_mod.make_bench(cat_index, out / "bench", seed, image_size, n_per_task=max(50, min(1000, n_products // 5)))
+    bench = bench_mod.make_bench(cat_index, out / "bench", seed, image_size,
+                                 n_per_task=max(50, min(1000, n_products // 5)))
     photos += bench.photos
 
     boxes = render_all(photos, workers or os.cpu_count() or 1, progress)
 
-    manifest = lambda table: make_manifest("synth", {"products": n_products, "image_size": image_size, "table": table}, seed)  # noqa: E731
+    def manifest(table: str) -> dict:
+        return make_manifest("synth", {"products": n_products, "image_size": image_size, "table": table}, seed)
     n_catalog = write_table(pa.table(catalog, schema=CATALOG.schema.append(pa.field("family_id", pa.int64()))),
                             out / "catalog.parquet", contract=CATALOG, manifest=manifest("catalog"))
     n_behavior = write_table(pa.table(log.rows, schema=BEHAVIOR.schema), out / "behavior.parquet", contract=BEHAVIOR,
@@ -122,6 +124,7 @@ def build_world(out: Path, n_products: int, seed: int, image_size: int = 128, wo
         "seconds": round(elapsed, 2),
         "products_per_second": round(n_catalog / elapsed, 1),
     }
-    (out / "world.json").write_text(json.dumps({k: v for k, v in summary.items() if k not in ("seconds", "products_per_second")},
+    (out / "world.json").write_text(json.dumps({k: v for k,
+                                                v in summary.items() if k not in ("seconds", "products_per_second")},
                                                indent=2, sort_keys=True) + "\n")
     return summary

@@ -69,7 +69,8 @@ class TrainData:
         return dict(out)
 
 
-def _split_val(examples: list[Example], fraction: float, max_val: int, seed: int) -> tuple[list[Example], list[Example]]:
+def _split_val(examples: list[Example], fraction: float, max_val: int,
+               seed: int) -> tuple[list[Example], list[Example]]:
     """Hold out whole queries (by key) so no validation query was seen in training."""
     keys = sorted({ex.key for ex in examples})
     n_val = min(max_val, int(round(len(keys) * fraction)))
@@ -103,7 +104,8 @@ def build_posttrain_data(pairs: pa.Table, catalog: pa.Table, detections: pa.Tabl
             continue
         query = query_record(row, crops)
         key = f"{row['query_text'] or ''}\x1f{row['query_image'] or ''}"
-        examples.append(Example(query, row_of[row["item_id"]], row["query_modality"], key, neg_of.get(row["pair_id"], [])))
+        examples.append(Example(query, row_of[row["item_id"]], row["query_modality"], key,
+                                neg_of.get(row["pair_id"], [])))
     if not examples:
         raise MoonError("no training pairs left: the pairs table has no rows outside the held-out splits "
                         f"{list(holdout_splits)} whose item is in the catalogue ({counts}); check --catalog, "

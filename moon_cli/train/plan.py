@@ -1,6 +1,7 @@
 """The training plan: the one place that decides a run's complete model and training configuration.
 
-    plan(resolve("mini"), {"steps": 60}, Variant(arch="dual"))  →  TrainPlan(train=TrainConfig(...), config=MoonConfig(...))
+    plan(resolve("mini"), {"steps": 60}, Variant(arch="dual"))
+        →  TrainPlan(train=TrainConfig(...), config=MoonConfig(...))
 
 Each value comes from the first of: the user's flag → the start model's recipe (``recipes.toml``: a preset's,
 also for a checkpoint trained from it) → ``TrainConfig``'s default. The model's configuration is the start

@@ -29,6 +29,20 @@ class TrainTables:
     detections: pa.Table | None = None  # crops; None without --detections or with --no-crops
     negatives: pa.Table | None = None  # hard negatives; None without --negatives or with --no-hard-negatives
 
+    @classmethod
+    def read(cls, cfg: TrainConfig, sources: dict[str, str | None], use_crops: bool) -> "TrainTables":
+        """The tables ``sources`` names (pairs, catalog, negatives, detections), each checked against its contract;
+        only those the run uses."""
+        from moon_cli.contracts import CATALOG, DETECTIONS, NEGATIVES, PAIRS
+        from moon_cli.io import read_table
+
+        posttrain = cfg.objective == "posttrain"
+        detections, negatives = sources.get("detections"), sources.get("negatives")
+        return cls(catalog=read_table(sources["catalog"], CATALOG).table,
+                   pairs=read_table(sources["pairs"], PAIRS).table if posttrain else None,
+                   detections=read_table(detections, DETECTIONS).table if (detections and use_crops) else None,
+                   negatives=read_table(negatives, NEGATIVES).table if (posttrain and cfg.use_hard_negatives) else None)
+
 
 @dataclass
 class TrainRequest:
@@ -167,7 +181,8 @@ def _run(plan: TrainPlan, req: TrainRequest, info: DistInfo, device: torch.devic
     if cfg.fsdp and not info.enabled:
         raise MoonError("--fsdp shards the model over several processes: launch it with torchrun, e.g. "
                         "torchrun --nproc_per_node 8 -m moon_cli.cli train ... --fsdp")
-    if cfg.fsdp and plan.config.backbone.arch == "dual":  # a tower runs only when its modality is in the batch: ranks would disagree
+    # the dual runs a tower only when its modality is in the batch: sharded ranks would disagree
+    if cfg.fsdp and plan.config.backbone.arch == "dual":
         raise MoonError("--fsdp shards the single-stream model; the dual encoder runs each tower only for the rows "
                         "that have its modality, so sharded ranks would fall out of step: train it without --fsdp")
     # bad inputs or a bad model fail before the output directory is created or touched

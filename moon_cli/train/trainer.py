@@ -98,7 +98,8 @@ class Trainer:
                                   self.info)
         return {"step": self.step, "scheduler": self.scheduler.state_dict(),
                 "optimizer": None if self.sharded else self.optimizer.state_dict(),  # sharded: a file per rank
-                "log_logit_scale": self.log_scale.detach().cpu(), "queue": self.queue.state_dict() if self.queue else None,
+                "log_logit_scale": self.log_scale.detach().cpu(),
+                "queue": self.queue.state_dict() if self.queue else None,
                 "ranks": per_rank, "nan_streak": self.nan_streak, "nan_skipped": self.nan_skipped,
                 "first_val": self.first_val, "last_val": self.last_val}
 

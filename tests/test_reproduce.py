@@ -38,13 +38,19 @@ def test_scaling_verdict_tells_a_power_law_from_mere_growth_and_from_none():
     assert verdict(x, flat, power_law(x, flat), recall_noise(0.975, 0.992, 120)).startswith("not shown")
 
 
-def test_results_table_is_mean_and_std_over_seeds(tmp_path):
+def _two_seeds_of_moon(run_dir):
+    """A reproduce folder where `moon` was evaluated on two seeds (image→product 0.2 and 0.4) and trained 60 s each."""
     for seed, image in ((0, 0.2), (1, 0.4)):
-        d = tmp_path / f"seed{seed}" / "eval" / "moon"
+        d = run_dir / f"seed{seed}" / "eval" / "moon"
         d.mkdir(parents=True)
         (d / "metrics.json").write_text(json.dumps({
             "label": "moon", "retrieval": {"image_to_product": {"recall@10": image}},
             "classification": {"level1": {"accuracy": 0.5}, "level2": {"accuracy": 0.3}}, "attributes": {}}))
+        (run_dir / f"seed{seed}" / "moon.seconds").write_text("60\n")
+
+
+def test_results_table_is_mean_and_std_over_seeds(tmp_path):
+    _two_seeds_of_moon(tmp_path)
     runs = collect(tmp_path)
     row = paper_table(runs, ["moon"]).splitlines()[2]
     assert row.startswith("| moon | 0.300 ± 0.100 | n/a |") and "| 0.400 ± 0.000 |" in row and row.endswith("| 2 |")
@@ -122,13 +128,7 @@ def test_the_shell_scripts_layout_function_gives_the_paths_the_reader_reads(kind
 
 
 def test_moon_report_writes_results_md_from_a_run_folder_and_refuses_an_empty_one(tmp_path):
-    for seed, image in ((0, 0.2), (1, 0.4)):
-        d = tmp_path / f"seed{seed}" / "eval" / "moon"
-        d.mkdir(parents=True)
-        (d / "metrics.json").write_text(json.dumps({
-            "label": "moon", "retrieval": {"image_to_product": {"recall@10": image}},
-            "classification": {"level1": {"accuracy": 0.5}}, "attributes": {}}))
-        (tmp_path / f"seed{seed}" / "moon.seconds").write_text("60\n")
+    _two_seeds_of_moon(tmp_path)
     r = run_moon("report", "reproduce", tmp_path, "--title", "T", "--seconds", 120)
     assert r.exit_code == 0, r.output
     text = (tmp_path / "results.md").read_text()

@@ -73,6 +73,10 @@ bench-data: $(VENV)/.bench ## benchmark mine-pairs (10 M events), detect, sample
 	$(BIN)/python benchmarks/bench_detect.py $(RUNS)/demo/world $(RUNS)/demo/detector
 	$(BIN)/python benchmarks/bench_negatives.py
 
+INDEX_ROWS ?= 250000,1000000
+bench-index: $(VENV)/.bench ## benchmark `moon index` peak memory and build time (INDEX_ROWS=250000,1000000), beside FAISS IVF
+	$(BIN)/python benchmarks/bench_index.py --rows $(INDEX_ROWS) --faiss --dir $(RUNS)/bench-index
+
 bench-serve: $(VENV)/.bench ## benchmark search (moon's LanceDB / in-memory paths vs FAISS, numpy; 200 k and 1 M rows) and `moon serve` latency
 	$(BIN)/python benchmarks/bench_search.py
 	@test -f $(RUNS)/bench-serve/index/moon_index.json || { \
@@ -115,4 +119,4 @@ clean: ## remove runs/ and caches (keeps .venv)
 	rm -rf $(RUNS) .pytest_cache
 	find . -name __pycache__ -type d -prune -not -path './$(VENV)/*' -exec rm -rf {} +
 
-.PHONY: help install baselines demo test lint test-scale test-docs test-browser browser-deps kill-trials bench-synth bench-model bench-data bench-serve bench-train bench-real reproduce reproduce-quick scaling clean
+.PHONY: help install baselines demo test lint test-scale test-docs test-browser browser-deps kill-trials bench-synth bench-model bench-data bench-index bench-serve bench-train bench-real reproduce reproduce-quick scaling clean

@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
 from moon_cli.index.lance import SearchSettings, build_index, search_vectors  # noqa: E402
+from moon_cli.index.stream import EmbeddingStream  # noqa: E402
 from moon_cli.index.searcher import Searcher  # noqa: E402
 
 
@@ -75,8 +76,8 @@ def run(rows_n: int, dim: int, n_queries: int, out: list[str]) -> None:
     paths = {}  # name → (fn(queries (m, D)) → rows per query, build / load s)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        report = build_index(vector_table(vectors), Path(tmp) / "index",
-                             {"model": "bench", "model_id": "bench", "dim": dim})
+        model = {"model": "bench", "model_id": "bench", "dim": dim}
+        report = build_index(EmbeddingStream.of_table(vector_table(vectors), model), Path(tmp) / "index")
         build_s = time.perf_counter() - t0
         lance_path = Searcher(Path(tmp) / "index")
         paths[f"moon, LanceDB path ({report.settings.describe()})"] = (

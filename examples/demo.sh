@@ -51,7 +51,8 @@ timed "embed" moon embed "$w/catalog.parquet" -m "$run/model" --detections "$run
 timed "index" moon index "$run/catalog_embeddings.parquet" -o "$run/index" --overwrite
 query=$(moon inspect "$w/bench/text_queries.parquet" --head 1 --json | sed -n 's/.*"query_text": "\([^"]*\)".*/\1/p' | head -1)
 echo "search: \"$query\"" >&2
-moon search "$run/index" -m "$run/model" --text "$query" -k 3 >&2  # one JSON line per hit: rank, id, score, title, ...
+moon search "$run/index" -m "$run/model" --text "$query" -k 3 \
+  | sed -E 's/^\{"id": "([^"]*)", "score": ([-0-9.e]+).*"title": "([^"]*)".*/  \2  \1  \3/' >&2  # JSON lines: score, id, title
 echo "== 6. evaluate on the bench: trained vs untrained vs pretrained baselines" >&2
 others=()
 eval_start=$SECONDS

@@ -294,11 +294,12 @@ def vectors_to_numpy(column, source: str = "embeddings"):
     return flat.reshape(n, dim)
 
 
-def usable_embeddings(embeddings: pa.Table) -> tuple[pa.Table, dict[str, int], str | None]:
+def usable_embeddings(embeddings: pa.Table, seen: set | None = None) -> tuple[pa.Table, dict[str, int], str | None]:
     """The rows of an embeddings table fit to search or score: ids seen for the first time whose vector is
     present, finite and not all zeros (a zero vector has no direction: its cosine with anything is undefined,
     so it would be stored and never found). Returns them, what was left out and why (counts), and the first id
-    left out for a bad vector. (A row's first occurrence wins: one model gives one id one vector.)"""
+    left out for a bad vector. (A row's first occurrence wins: one model gives one id one vector.) ``seen``: the
+    ids of earlier batches, updated with this one's (one table at a time when None)."""
     import numpy as np
 
     ids = embeddings.column("id").to_pylist()
@@ -312,7 +313,7 @@ def usable_embeddings(embeddings: pa.Table) -> tuple[pa.Table, dict[str, int], s
     keep = np.zeros(len(ids), dtype=bool)
     dropped: dict[str, int] = {}
     first_bad = None
-    seen: set = set()
+    seen = set() if seen is None else seen
     for i, item in enumerate(ids):
         reason = ("null vector" if not present[i] else "NaN / Inf vector" if not finite[i]
                   else "zero vector" if not nonzero[i]

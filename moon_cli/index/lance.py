@@ -73,6 +73,7 @@ class IndexReport:
     exact_ms: float
     settings: SearchSettings = field(default_factory=SearchSettings)
     recall_target: float = RECALL_TARGET
+    note: str | None = None  # what the build could not do as asked (e.g. no setting reached the target)
 
 
 def read_info(index_dir: Path) -> dict:
@@ -167,44 +168,64 @@ def bad_where(where: str, exc: Exception) -> MoonError:
     return MoonError(f"where {where!r}: {detail[:240]}")
 
 
-def tune(table, vectors: np.ndarray, ids: list[str], index_type: str, target: float = RECALL_TARGET,
-         sample: int = 200) -> tuple[SearchSettings, float, int]:
-    """The cheapest search settings of ``index_type`` whose recall@10 reaches ``target`` (see index.recall);
-    when none does, the widest, with its recall. Returns (settings, recall, queries measured)."""
-    from moon_cli.index.recall import first_reaching
-
-    row_of = {x: i for i, x in enumerate(ids)}
-
-    def search(settings: SearchSettings, queries: np.ndarray, k: int) -> list[list[int]]:
-        found = search_vectors(table, queries, k, settings, columns=["id"])
-        return [[row_of[x] for x in got.column("id").to_pylist()] for got in found]
-
-    candidates = (SearchSettings(index_type, **params) for params in CANDIDATES[index_type])
-    return first_reaching(candidates, search, vectors, target, sample)
+def scan(table, columns=("id", "vector"), batch_rows: int = 8_192):
+    """The stored rows, a record batch at a time (LanceDB's scanner: nothing is held whole)."""
+    return table.search().select(list(columns)).limit(None).to_batches(batch_rows)
 
 
-def time_single_queries(table, vectors: np.ndarray, settings: SearchSettings, n: int = 50) -> tuple[float, float]:
-    """Milliseconds per query, one query per call: (the index with ``settings``, exact numpy on ``vectors``)."""
-    picks = np.random.default_rng(1).choice(len(vectors), size=min(n, len(vectors)), replace=False)
+def _chunks(table):
+    """For the streamed recall check: each stored chunk's ids and (B, D) vectors (see index.recall)."""
+    from moon_cli.contracts import vectors_to_numpy
+
+    def chunks():
+        for batch in scan(table):
+            yield batch.column("id").to_pylist(), vectors_to_numpy(batch.column("vector"))
+    return chunks
+
+
+def tune(table, sample_ids: list, sample_vectors: np.ndarray, index_type: str, rows: int,
+         target: float = RECALL_TARGET, truth=None, chunks=None) -> tuple[SearchSettings, float, int, tuple]:
+    """The cheapest search settings of ``index_type`` whose recall@10 reaches ``target`` (see index.recall); when
+    none does, the widest, with its recall. The queries stand in for fresh ones, made from a sample of the stored
+    rows; their exact answers come from streamed passes over ``chunks`` (default: the table's; ``truth`` reuses
+    an earlier pass's).
+    Returns (settings, recall, queries measured, truth)."""
+    from moon_cli.index.recall import first_reaching_on, streamed_fresh_queries
+
+    candidates = [SearchSettings(index_type, **params) for params in CANDIDATES[index_type]]
+    if rows < 2 or len(sample_ids) < 1:
+        return candidates[0], 1.0, 0, truth
+
+    def search(settings: SearchSettings, queries: np.ndarray, k: int) -> list[list]:
+        return [got.column("id").to_pylist() for got in search_vectors(table, queries, k, settings, columns=["id"])]
+
+    truth = truth or streamed_fresh_queries(sample_vectors, sample_ids, chunks or _chunks(table), rows)
+    settings, recall, measured = first_reaching_on(candidates, search, *truth, target)
+    return settings, recall, measured, truth
+
+
+def time_single_queries(table, queries: np.ndarray, settings: SearchSettings, n: int = 50,
+                        n_exact: int = 5) -> tuple[float, float]:
+    """Milliseconds per query, one query per call: (the index with ``settings``, exact search of the table)."""
+    picks = queries[: min(n, len(queries))]
     t0 = time.perf_counter()
-    for i in picks:
-        search_vectors(table, vectors[i], 10, settings, columns=["id"])
+    for q in picks:
+        search_vectors(table, q, 10, settings, columns=["id"])
     t1 = time.perf_counter()
-    for i in picks:
-        scores = vectors @ vectors[i]  # (N,)
-        np.argpartition(-scores, min(9, len(scores) - 1))[:10]
+    for q in picks[:n_exact]:
+        search_vectors(table, q, 10, settings, columns=["id"], exact=True)
     t2 = time.perf_counter()
-    return 1000 * (t1 - t0) / max(1, len(picks)), 1000 * (t2 - t1) / max(1, len(picks))
+    return 1000 * (t1 - t0) / max(1, len(picks)), 1000 * (t2 - t1) / max(1, min(n_exact, len(picks)))
 
 
-def build_index(embeddings: pa.Table, index_dir: Path, model: dict, index_type: str = "auto",
-                append: bool = False, recall_target: float = RECALL_TARGET) -> IndexReport:
-    """Create (or with ``append`` extend) the index from an embeddings table of ok rows.
+def build_index(source, index_dir: Path, index_type: str = "auto", append: bool = False,
+                recall_target: float = RECALL_TARGET) -> IndexReport:
+    """Create (or with ``append`` extend) the index from an ``EmbeddingStream`` (index/stream.py), batch by batch.
 
     The search settings are chosen by measurement: the cheapest that reaches ``recall_target`` (recall@10
     against exact search on a sample of stored vectors), written to the index's metadata for every search.
-    ``auto`` searches exactly below 100k rows and builds IVF_FLAT above, falling back to exact search when
-    no IVF setting reaches the target.
+    ``auto`` searches exactly below 100k rows and builds IVF_FLAT above; when no IVF setting reaches the target,
+    the best one is kept and the report says so (``note``): exact search over that many rows is too slow to serve.
 
     A new index is built in a directory beside ``index_dir`` and swapped in whole (table and label together),
     so a run killed half-way leaves the previous index, correctly labelled, or the new one — never a mix.
@@ -214,15 +235,13 @@ def build_index(embeddings: pa.Table, index_dir: Path, model: dict, index_type: 
 
     if append:
         with output_lock(index_dir):
-            return _build(embeddings, Path(index_dir), model, index_type, True, recall_target)
+            return _build(source, Path(index_dir), index_type, True, recall_target)
     with atomic_dir(index_dir, overwrite=True) as tmp:
-        return _build(embeddings, tmp, model, index_type, False, recall_target)
+        return _build(source, tmp, index_type, False, recall_target)
 
 
-def _build(embeddings: pa.Table, index_dir: Path, model: dict, index_type: str, append: bool,
-           recall_target: float) -> IndexReport:
-    from moon_cli.contracts import vectors_to_numpy
-
+def _build(source, index_dir: Path, index_type: str, append: bool, recall_target: float) -> IndexReport:
+    model = source.model
     started = time.perf_counter()
     dim = int(model["dim"])
     if append:
@@ -231,33 +250,46 @@ def _build(embeddings: pa.Table, index_dir: Path, model: dict, index_type: str, 
             raise MoonError(f"{index_dir}: holds vectors of model '{info['model_id']}', these are from "
                             f"'{model['model_id']}'; an index never mixes models — build a new one")
         table = open_table(index_dir)
-        new = embeddings.filter(pa.compute.invert(pa.compute.is_in(
-            embeddings.column("id"), value_set=table.to_arrow().column("id"))))
-        if new.num_rows:
-            table.add(new.cast(table.schema))
-        added = new.num_rows
+        for ids, vectors in _chunks(table)():  # stored rows are repeats for the new ones, and in the sample
+            source.skip_ids(ids)
+            source.sample.offer(ids, vectors)
+        with source.writing():
+            table.add(source.reader())
     else:
-        table = _connect(index_dir).create_table(TABLE, embeddings, mode="overwrite")
-        added = embeddings.num_rows
-    all_rows = table.to_arrow().select(["id", "vector"])
-    rows = all_rows.num_rows
+        with source.writing():
+            table = _connect(index_dir).create_table(TABLE, data=source.reader(), schema=source.schema,
+                                                     mode="overwrite")
+        if source.kept == 0:
+            left_out = f" (left out: {counts(source.dropped)})" if source.dropped else ""
+            raise MoonError(f"no ok rows to index{left_out}")
+    rows = table.count_rows()
     chosen = _choose(index_type, rows)
     if chosen != "flat" and rows >= 256:  # IVF training needs a few hundred rows
         _build_ann(table, chosen, rows, dim)
     elif chosen != "flat":
         chosen = "flat"
     build_s = time.perf_counter() - started
-    vectors = vectors_to_numpy(all_rows.column("vector"))
-    ids = all_rows.column("id").to_pylist()
-    settings, recall, sample = tune(table, vectors, ids, chosen, recall_target)
-    if recall < recall_target and index_type == "auto":  # no IVF setting was good enough: search exactly
-        settings, recall, sample = tune(table, vectors, ids, "flat", recall_target)
-    ann_ms, exact_ms = time_single_queries(table, vectors, settings)
+    sample_ids, sample_vectors = source.sample.ids, source.sample.matrix()
+    # the exact answers from the inputs themselves where they can be read again (bounded memory; LanceDB's scanner
+    # reads far ahead), from the table after an append (its earlier rows count too) or a stream on stdin
+    chunks = source.chunks if (source.replayable() and not append) else None
+    source.seen_ids = set()  # the write is done: the ids seen are no longer needed
+    settings, recall, sample, truth = tune(table, sample_ids, sample_vectors, chosen, rows, recall_target,
+                                           chunks=chunks)
+    note = None
+    if recall < recall_target and chosen != "flat":  # exact search at this size is too slow to serve (docs/search.md)
+        note = (f"no {chosen} setting reached recall@10 {recall_target:.2f}; kept the best ({recall:.3f}) — pass "
+                f"--index-type flat to search {rows:,} rows exactly anyway")
+    ann_ms, exact_ms = time_single_queries(table, sample_vectors, settings)
     info = {**{k: model[k] for k in ("model", "model_id", "dim")}, "rows": rows, "index_type": settings.index_type,
             "search": settings.to_json(), "recall@10": recall, "recall_target": recall_target}
     from moon_cli.io import atomic_file
 
     with atomic_file(index_dir / INFO) as tmp:
         tmp.write_text(json.dumps(info, indent=2) + "\n")
-    return IndexReport(rows, added, settings.index_type, build_s, recall, sample, ann_ms, exact_ms, settings,
-                       recall_target)
+    return IndexReport(rows, source.kept, settings.index_type, build_s, recall, sample, ann_ms, exact_ms, settings,
+                       recall_target, note)
+
+
+def counts(dropped: dict[str, int]) -> str:
+    return ", ".join(f"{n} {reason}" for reason, n in dropped.items())

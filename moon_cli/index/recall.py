@@ -49,9 +49,63 @@ def fresh_queries(vectors: np.ndarray, sample: int = 200, seed: int = 0) -> tupl
     return queries, exact_top(queries, vectors, k), k
 
 
-def recall_of(found: list[list[int]], truth: np.ndarray, k: int) -> float:
-    hits = sum(len(set(rows[:k]) & set(expected.tolist())) for rows, expected in zip(found, truth))
+def recall_of(found: list[list], truth, k: int) -> float:
+    """Share of the exact top-k found; ``truth``: (m, k) rows, or m lists of ids."""
+    hits = sum(len(set(rows[:k]) & set(expected.tolist() if hasattr(expected, "tolist") else expected))
+               for rows, expected in zip(found, truth))
     return hits / max(1, len(truth) * k)
+
+
+# chunks() -> for each stored chunk, its ids and its (B, D) unit vectors; called once per pass over the rows
+Chunks = Callable[[], Iterable[tuple[list, np.ndarray]]]
+
+
+def streamed_top(queries: np.ndarray, chunks: Chunks, k: int, skip: list | None = None,
+                 vectors_too: bool = False):
+    """The ids of the k most cosine-similar stored rows to each query (m, D), best first, in one pass over the
+    chunks (memory: m × chunk); ``skip``: for each query an id to leave out. ``vectors_too``: also their vectors,
+    (m, k, D)."""
+    m = len(queries)
+    best = np.full((m, k), -np.inf, dtype=np.float32)  # (m, k) scores so far
+    best_ids = np.full((m, k), None, dtype=object)
+    best_vecs = np.zeros((m, k, queries.shape[1]), dtype=np.float32) if vectors_too else None
+    for ids, vectors in chunks():
+        scores = queries @ vectors.T  # (m, B)
+        if skip is not None:
+            where = {x: j for j, x in enumerate(ids)}
+            for i, x in enumerate(skip):
+                if x in where:
+                    scores[i, where[x]] = -np.inf
+        both = np.concatenate([best, scores], axis=1)  # (m, k + B)
+        top = np.argpartition(-both, min(k, both.shape[1]) - 1, axis=1)[:, :k]  # (m, k)
+        old, new = top < k, np.maximum(top - k, 0)
+        best_ids = np.where(old, np.take_along_axis(best_ids, np.minimum(top, k - 1), 1),
+                            np.asarray(ids, dtype=object)[new])
+        if vectors_too:
+            kept = np.take_along_axis(best_vecs, np.minimum(top, k - 1)[..., None], 1)  # (m, k, D)
+            best_vecs = np.where(old[..., None], kept, vectors[new])
+        best = np.take_along_axis(both, top, 1)
+    order = np.argsort(-best, axis=1)
+    best_ids, best = np.take_along_axis(best_ids, order, 1), np.take_along_axis(best, order, 1)
+    found = [[x for x, s in zip(row, scores) if np.isfinite(s)] for row, scores in zip(best_ids, best)]
+    return (found, np.take_along_axis(best_vecs, order[..., None], 1)) if vectors_too else found
+
+
+def streamed_fresh_queries(base: np.ndarray, base_ids: list, chunks: Chunks, rows: int,
+                           seed: int = 0) -> tuple[np.ndarray, list[list], int]:
+    """``fresh_queries`` for rows that are not in memory: ``base`` (m, D) is a sample of the stored rows (ids
+    ``base_ids``); two passes over the chunks (each base row's nearest other row, then the moved queries' exact
+    top-k). Returns (queries, their exact top-k ids, k)."""
+    k = min(10, rows)
+    rng = np.random.default_rng(seed)
+    _, nearest = streamed_top(base, chunks, 1, skip=base_ids, vectors_too=True)  # (m, 1, D)
+    gap = np.linalg.norm(base - nearest[:, 0], axis=1, keepdims=True)  # (m, 1) nearest-neighbour distance
+    step = rng.normal(size=base.shape).astype(np.float32)
+    step -= (step * base).sum(1, keepdims=True) * base  # orthogonal to the vector: a move, not a rescale
+    step *= gap / np.maximum(np.linalg.norm(step, axis=1, keepdims=True), 1e-12)
+    queries = base + step
+    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    return queries, streamed_top(queries, chunks, k), k
 
 
 def first_reaching(candidates: Iterable[Setting], search: RowSearch, vectors: np.ndarray, target: float,
@@ -59,10 +113,14 @@ def first_reaching(candidates: Iterable[Setting], search: RowSearch, vectors: np
     """The first candidate (cheapest first) whose recall@10 reaches ``target``; else the last one tried.
 
     Returns (setting, its recall, queries measured)."""
-    candidates = list(candidates)
     if len(vectors) < 2:
-        return candidates[0], 1.0, 0
-    queries, truth, k = fresh_queries(vectors, sample)
+        return list(candidates)[0], 1.0, 0
+    return first_reaching_on(candidates, search, *fresh_queries(vectors, sample), target)
+
+
+def first_reaching_on(candidates: Iterable[Setting], search: RowSearch, queries: np.ndarray, truth, k: int,
+                      target: float) -> tuple[Setting, float, int]:
+    """``first_reaching`` on queries whose exact top-k (``truth``: rows or ids, as ``search`` answers) is known."""
     for setting in candidates:
         recall = recall_of(search(setting, queries, k), truth, k)
         if recall >= target:

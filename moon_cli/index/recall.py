@@ -40,13 +40,18 @@ def fresh_queries(vectors: np.ndarray, sample: int = 200, seed: int = 0) -> tupl
     picks = rng.choice(n, size=min(sample, n), replace=False)
     base = vectors[picks]  # (m, D)
     nearest = exact_top(base, vectors, 1, skip=picks)[:, 0]  # (m,)
-    gap = np.linalg.norm(base - vectors[nearest], axis=1, keepdims=True)  # (m, 1) nearest-neighbour distance
+    queries = _moved(base, vectors[nearest], rng)
+    return queries, exact_top(queries, vectors, k), k
+
+
+def _moved(base: np.ndarray, nearest: np.ndarray, rng) -> np.ndarray:
+    """Each base row (m, D) moved by its distance to ``nearest`` (m, D) in a random direction, renormalised."""
+    gap = np.linalg.norm(base - nearest, axis=1, keepdims=True)  # (m, 1) nearest-neighbour distance
     step = rng.normal(size=base.shape).astype(np.float32)
     step -= (step * base).sum(1, keepdims=True) * base  # orthogonal to the vector: a move, not a rescale
     step *= gap / np.maximum(np.linalg.norm(step, axis=1, keepdims=True), 1e-12)
     queries = base + step
-    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
-    return queries, exact_top(queries, vectors, k), k
+    return (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
 
 
 def recall_of(found: list[list], truth, k: int) -> float:
@@ -99,12 +104,7 @@ def streamed_fresh_queries(base: np.ndarray, base_ids: list, chunks: Chunks, row
     k = min(10, rows)
     rng = np.random.default_rng(seed)
     _, nearest = streamed_top(base, chunks, 1, skip=base_ids, vectors_too=True)  # (m, 1, D)
-    gap = np.linalg.norm(base - nearest[:, 0], axis=1, keepdims=True)  # (m, 1) nearest-neighbour distance
-    step = rng.normal(size=base.shape).astype(np.float32)
-    step -= (step * base).sum(1, keepdims=True) * base  # orthogonal to the vector: a move, not a rescale
-    step *= gap / np.maximum(np.linalg.norm(step, axis=1, keepdims=True), 1e-12)
-    queries = base + step
-    queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
+    queries = _moved(base, nearest[:, 0], rng)
     return queries, streamed_top(queries, chunks, k), k
 
 

@@ -73,8 +73,10 @@ def test_a_bad_row_in_a_later_batch_leaves_the_index_as_it_was(tmp_path):
     rows = list(unit(rng, 40, 4)) + [np.ones(3, np.float32)]
     shard(tmp_path / "b.parquet", [f"b{i}" for i in range(41)], np.array(rows, dtype=object), dim=4)
     before = (tmp_path / "idx" / "moon_index.json").read_text()
-    with pytest.raises(MoonError, match="row 40 \\(id b40\\) has a 3-wide vector"):  # batches of 8: the 6th fails
-        build_index(EmbeddingStream.open([str(tmp_path / "b.parquet")], batch_rows=8), tmp_path / "idx", append=True)
+    shard(tmp_path / "a2.parquet", [f"c{i}" for i in range(20)], unit(rng, 20, 4))
+    with pytest.raises(MoonError, match="b.parquet: row 40 \\(id b40\\) has a 3-wide vector"):  # the 8th batch of 8
+        paths = [str(tmp_path / "a2.parquet"), str(tmp_path / "b.parquet")]  # rows counted per file
+        build_index(EmbeddingStream.open(paths, batch_rows=8), tmp_path / "idx", append=True)
     assert open_table(tmp_path / "idx").count_rows() == 50
     r = run_moon("index", tmp_path / "b.parquet", "-o", tmp_path / "idx", "--overwrite")
     assert r.exit_code == 1 and "row 40 (id b40) has a 3-wide vector" in r.output, r.output

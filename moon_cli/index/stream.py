@@ -99,8 +99,10 @@ class EmbeddingStream:
     def batches(self) -> Iterator[pa.RecordBatch]:
         try:
             for source, _, batches in self.readers:
+                row0 = 0  # the input's rows before this batch: errors name the row of that file
                 for batch in batches(self.batch_rows):
-                    cleaned = self._clean(pa.Table.from_batches([batch]), source)
+                    cleaned = self._clean(pa.Table.from_batches([batch]), source, row0)
+                    row0 += batch.num_rows
                     if cleaned.num_rows:
                         yield from cleaned.to_batches()
         except MoonError as exc:  # the writer (LanceDB) sees it as its own error: it is kept to be raised as it is
@@ -134,10 +136,9 @@ class EmbeddingStream:
     def reader(self) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(self.schema, self.batches())
 
-    def _clean(self, table: pa.Table, source: str) -> pa.Table:
+    def _clean(self, table: pa.Table, source: str, row0: int) -> pa.Table:
         from moon_cli.contracts import EMBEDDINGS, conform, standardize, usable_embeddings
 
-        row0 = self.rows_in
         self.rows_in += table.num_rows
         table = conform(standardize(table), EMBEDDINGS, source)
         if "status" in table.column_names:

@@ -174,6 +174,16 @@ def _read_stdin_table(source: str) -> pa.Table:
         raise MoonError(f"{source}: stdin is not an Arrow IPC stream or Parquet file ({exc})") from None
 
 
+def parquet_file(path) -> Path:
+    """``path`` as a file to read Parquet from, or a one-line error (missing, or a directory)."""
+    p = Path(path)
+    if not p.exists():
+        raise MoonError(f"{path}: no such file")
+    if p.is_dir():
+        raise MoonError(f"{path}: is a directory, expected a Parquet file")
+    return p
+
+
 def read_table(path, contract: Contract | None = None, columns=None) -> Artifact:
     """Read an artifact from a Parquet file (or ``-``), validate it and resolve its path columns."""
     source = "<stdin>" if is_stdio(path) else str(path)
@@ -181,11 +191,7 @@ def read_table(path, contract: Contract | None = None, columns=None) -> Artifact
         table = _read_stdin_table(source)
         base_dir = Path.cwd()
     else:
-        p = Path(path)
-        if not p.exists():
-            raise MoonError(f"{source}: no such file")
-        if p.is_dir():
-            raise MoonError(f"{source}: is a directory, expected a Parquet file")
+        p = parquet_file(path)
         try:
             if contract is not None:
                 check_schema(pq.read_schema(p), contract, source)

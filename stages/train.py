@@ -109,6 +109,7 @@ def train(pairs, catalog, output, print_plan, objective, negatives, detections, 
 
     from moon_cli.errors import MoonError
     from moon_cli.io import read_json_report
+    from moon_cli.model.config import MoonConfig
     from moon_cli.model.resolve import resolve
     from moon_cli.train.plan import Variant, plan
 
@@ -118,6 +119,8 @@ def train(pairs, catalog, output, print_plan, objective, negatives, detections, 
                  use_gather=False if no_gather else None)
     written_by = "you (a JSON object of model-config overrides)"
     overrides = read_json_report(config_file, (), written_by) if config_file else {}
+    if config_file:  # a key MoonConfig does not know is named with the file's path
+        MoonConfig().updated(overrides, str(config_file))
     the_plan = plan(resolve(model_name), flags, Variant(arch, use_moe=not no_moe, use_crops=not no_crops), overrides)
     if print_plan:
         click.echo(json.dumps(the_plan.to_dict(), indent=2))

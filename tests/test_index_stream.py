@@ -112,3 +112,16 @@ def test_nothing_usable_is_one_line_and_no_index(tmp_path):
     assert r.exit_code == 1 and "no ok rows to index" in r.output and not (tmp_path / "idx").exists()
     with pytest.raises(MoonError):
         build_index(EmbeddingStream.open([str(tmp_path / "a.parquet")]), tmp_path / "idx2")
+
+
+def test_the_reservoir_is_a_uniform_sample_of_every_batch():
+    from moon_cli.index.stream import Sample
+
+    sample = Sample(200)
+    rows = np.arange(10_000, dtype=np.float32)[:, None]  # (N, 1): a row's vector is its number
+    for s in range(0, 10_000, 64):
+        sample.offer([f"r{i}" for i in range(s, min(s + 64, 10_000))], rows[s:s + 64])
+    picked = sample.matrix()[:, 0]
+    assert sample.seen == 10_000 and len(set(sample.ids)) == 200
+    assert [f"r{int(x)}" for x in picked] == sample.ids  # ids and vectors stay paired
+    assert 4_300 < picked.mean() < 5_700 and (picked > 9_000).sum() > 5  # late rows are drawn too

@@ -151,3 +151,10 @@ def test_run_json_records_the_plan_and_resume_names_the_key_that_differs(world_t
     assert r.exit_code != 0
     assert "(model_config.backbone.arch: \"moon\" then, \"dual\" now)" in r.output, r.output
     assert run_moon(*args, "--resume").exit_code == 0
+
+
+def test_a_config_file_with_an_unknown_key_is_named_in_one_line(tmp_path):
+    bad = tmp_path / "overrides.json"
+    bad.write_text('{"moe": {"num_expert": 3}}')
+    r = run_moon("train", "--print-plan", "-m", "tiny", "--config", bad)
+    assert r.exit_code == 1 and f"{bad}: unknown key(s) ['num_expert'] in 'moe'" in r.output

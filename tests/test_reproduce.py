@@ -138,3 +138,13 @@ def test_moon_report_writes_results_md_from_a_run_folder_and_refuses_an_empty_on
     assert r.exit_code == 1 and "holds no evaluation" in r.output and not (tmp_path / "empty" / "results.md").exists()
     r = run_moon("report", "scaling", tmp_path / "empty")
     assert r.exit_code == 1 and "holds no sweep point" in r.output
+
+
+def test_moon_report_names_a_damaged_metrics_file_in_one_line(tmp_path):
+    _two_seeds_of_moon(tmp_path)
+    damaged = tmp_path / "seed1" / "eval" / "moon" / "metrics.json"
+    damaged.write_text('{"label": "moon", "retr')
+    r = run_moon("report", "reproduce", tmp_path)
+    assert r.exit_code == 1 and f"{damaged}: not a readable JSON report" in r.output
+    assert "internal error" not in r.output
+    assert not (tmp_path / "results.md").exists()

@@ -10,7 +10,6 @@ RUN_DIR is laid out as ``eval/layout.py`` says (``LAYOUTS["reproduce"]``): each 
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from pathlib import Path
@@ -22,14 +21,14 @@ from moon_cli.eval.colours import colours
 from moon_cli.eval.evaluate import headline
 from moon_cli.eval.exchange import rates_table
 from moon_cli.eval.layout import RunLayout
-from moon_cli.eval.report import COLUMNS
+from moon_cli.eval.report import COLUMNS, load_metrics
 
 
 def collect(run_dir: Path) -> dict[str, list[dict[str, float | None]]]:
     """label → one headline dict per seed, in the order the variants first appear."""
     out: dict[str, list] = {}
     for _, metrics in RunLayout("reproduce", run_dir).find("metrics"):
-        m = json.loads(metrics.read_text())
+        m = load_metrics(metrics.parent)  # a damaged file is one line naming it
         out.setdefault(m["label"], []).append(headline(m))
     return out
 
@@ -145,8 +144,11 @@ def plot(runs: dict[str, list[dict]], ctr: dict | None, out: Path) -> list[str]:
     return written
 
 
-def _json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.is_file() else None
+def _json(path: Path, keys: tuple[str, ...], written_by: str) -> dict | None:
+    """A report another stage wrote, if it is there (a damaged one is one line naming it)."""
+    from moon_cli.io import read_json_report
+
+    return read_json_report(path, keys, written_by) if path.is_file() else None
 
 
 def write_results(run_dir: Path, title: str, command: str = "", seconds: float | None = None, order: str = "",
@@ -161,7 +163,8 @@ def write_results(run_dir: Path, title: str, command: str = "", seconds: float |
                         f"run folder?")
     wanted = [o for o in order.split(",") if o in runs]
     runs = {label: runs[label] for label in wanted + [r for r in runs if r not in wanted]}  # rows and bars in order
-    ctr, exchange = _json(layout.path("ctr-report")), _json(layout.path("exchange"))
+    ctr = _json(layout.path("ctr-report"), ("summary", "data"), "`moon ctr`")
+    exchange = _json(layout.path("exchange"), ("rates", "best"), "`moon exchange-rate -o`")
     import torch
 
     hardware = (f"{platform.machine()}, {os.cpu_count()} CPU cores, "

@@ -19,7 +19,8 @@ from moon_cli.errors import MoonError
 from moon_cli.eval.colours import colours
 from moon_cli.eval.evaluate import headline
 from moon_cli.eval.layout import RunLayout
-from moon_cli.eval.report import COLUMNS
+from moon_cli.eval.report import COLUMNS, load_metrics
+from moon_cli.io import read_json_report
 
 CURVES = ("image_to_product", "text_to_product", "product_to_product")
 GOOD_FIT = 0.8  # R² in log–log space above which we call it a power law
@@ -75,7 +76,7 @@ def sweep(run_dir: Path, name: str) -> list[tuple[float, dict]]:
     for fields, metrics in RunLayout("scaling", run_dir).find("point-metrics"):
         if fields["sweep"] != name:
             continue
-        raw = json.loads(metrics.read_text())
+        raw = load_metrics(metrics.parent)  # a damaged file is one line naming it
         counts = {f"n:{task}": r.get("n") for task, r in raw.get("retrieval", {}).items()}
         points.append((float(fields["x"]), {**headline(raw), **counts}))
     return sorted(points, key=lambda p: p[0])
@@ -137,7 +138,7 @@ def write_scaling(run_dir: Path, command: str = "", seconds: float | None = None
         ax.legend(fontsize=7)
     ctr_path = layout.path("ctr-report")
     if ctr_path.is_file():
-        rows = [r for r in json.loads(ctr_path.read_text())["summary"]
+        rows = [r for r in read_json_report(ctr_path, ("summary",), "`moon ctr`")["summary"]
                 if r["delta_auc"] is not None and r["variant"] != "ids only"]
         variants = colours(r["variant"] for r in rows)
         for variant in variants:

@@ -184,24 +184,22 @@ def _chunks(table):
 
 
 def tune(table, sample_ids: list, sample_vectors: np.ndarray, index_type: str, rows: int,
-         target: float = RECALL_TARGET, truth=None, chunks=None) -> tuple[SearchSettings, float, int, tuple]:
+         target: float = RECALL_TARGET, chunks=None) -> tuple[SearchSettings, float, int]:
     """The cheapest search settings of ``index_type`` whose recall@10 reaches ``target`` (see index.recall); when
     none does, the widest, with its recall. The queries stand in for fresh ones, made from a sample of the stored
-    rows; their exact answers come from streamed passes over ``chunks`` (default: the table's; ``truth`` reuses
-    an earlier pass's).
-    Returns (settings, recall, queries measured, truth)."""
+    rows; their exact answers come from streamed passes over ``chunks`` (default: the table's).
+    Returns (settings, recall, queries measured)."""
     from moon_cli.index.recall import first_reaching_on, streamed_fresh_queries
 
     candidates = [SearchSettings(index_type, **params) for params in CANDIDATES[index_type]]
     if rows < 2 or len(sample_ids) < 1:
-        return candidates[0], 1.0, 0, truth
+        return candidates[0], 1.0, 0
 
     def search(settings: SearchSettings, queries: np.ndarray, k: int) -> list[list]:
         return [got.column("id").to_pylist() for got in search_vectors(table, queries, k, settings, columns=["id"])]
 
-    truth = truth or streamed_fresh_queries(sample_vectors, sample_ids, chunks or _chunks(table), rows)
-    settings, recall, measured = first_reaching_on(candidates, search, *truth, target)
-    return settings, recall, measured, truth
+    queries = streamed_fresh_queries(sample_vectors, sample_ids, chunks or _chunks(table), rows)
+    return first_reaching_on(candidates, search, *queries, target)
 
 
 def time_single_queries(table, queries: np.ndarray, settings: SearchSettings, n: int = 50,
@@ -274,8 +272,7 @@ def _build(source, index_dir: Path, index_type: str, append: bool, recall_target
     # reads far ahead), from the table after an append (its earlier rows count too) or a stream on stdin
     chunks = source.chunks if (source.replayable() and not append) else None
     source.seen_ids = set()  # the write is done: the ids seen are no longer needed
-    settings, recall, sample, truth = tune(table, sample_ids, sample_vectors, chosen, rows, recall_target,
-                                           chunks=chunks)
+    settings, recall, sample = tune(table, sample_ids, sample_vectors, chosen, rows, recall_target, chunks=chunks)
     note = None
     if recall < recall_target and chosen != "flat":  # exact search at this size is too slow to serve (docs/search.md)
         note = (f"no {chosen} setting reached recall@10 {recall_target:.2f}; kept the best ({recall:.3f}) — pass "

@@ -36,15 +36,17 @@ class Sample:
         self.rng = np.random.default_rng(self.seed)
 
     def offer(self, ids: list, vectors: np.ndarray) -> None:
-        for item, vector in zip(ids, vectors):
-            if len(self.ids) < self.size:
-                self.ids.append(item)
-                self.vectors.append(vector.copy())
-            else:
-                j = int(self.rng.integers(0, self.seen + 1))
-                if j < self.size:
-                    self.ids[j], self.vectors[j] = item, vector.copy()
-            self.seen += 1
+        """A batch of rows (ids, (B, D)): one draw per row, all at once; only the few kept are touched in Python."""
+        fill = min(len(ids), max(0, self.size - len(self.ids)))
+        self.ids += list(ids[:fill])
+        self.vectors += [v.copy() for v in vectors[:fill]]
+        rest = len(ids) - fill
+        if rest > 0:
+            seen = self.seen + fill + np.arange(rest)  # (rest,) rows seen before each
+            slots = self.rng.integers(0, seen + 1)  # row i replaces slot j when j < size
+            for i in np.flatnonzero(slots < self.size):
+                self.ids[slots[i]], self.vectors[slots[i]] = ids[fill + i], vectors[fill + i].copy()
+        self.seen += len(ids)
 
     def matrix(self) -> np.ndarray:  # (m, D)
         return np.stack(self.vectors) if self.vectors else np.zeros((0, 0), np.float32)
@@ -189,11 +191,9 @@ def _open(path: str):
         except (pa.ArrowInvalid, OSError) as exc:
             raise MoonError(f"<stdin>: not an Arrow IPC stream ({exc}); pipe `moon embed ... -o -` into it") from None
         return "<stdin>", stream.schema, lambda n: iter(stream)
-    p = Path(path)
-    if not p.exists():
-        raise MoonError(f"{path}: no such file")
-    if p.is_dir():
-        raise MoonError(f"{path}: is a directory, expected a Parquet file")
+    from moon_cli.io import parquet_file
+
+    p = parquet_file(path)
     try:
         file = pq.ParquetFile(p, buffer_size=1 << 20, pre_buffer=False)  # pages streamed: a row group is not held
     except (pa.ArrowInvalid, OSError) as exc:

@@ -121,9 +121,10 @@ class MoonConfig:
             for g in dataclasses.fields(mine):
                 setattr(mine, g.name, copy.deepcopy(getattr(theirs, g.name)))
 
-    def updated(self, overrides: dict) -> "MoonConfig":
-        """A copy with nested overrides applied, e.g. ``{"moe": {"enabled": False}}``."""
+    def updated(self, overrides: dict, source: str = "overrides") -> "MoonConfig":
+        """A copy with nested overrides applied, e.g. ``{"moe": {"enabled": False}}`` (``source``: where they came
+        from, for errors)."""
         data = self.to_dict()
         for section, values in overrides.items():
             data.setdefault(section, {}).update(values)
-        return MoonConfig.from_dict(data, "overrides")
+        return MoonConfig.from_dict(data, source)
